@@ -1,0 +1,53 @@
+# dsprims developer commands. Every target bootstraps .venv on its own (idempotent: it
+# reinstalls only when pyproject.toml changed).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP_FLAGS := --quiet --disable-pip-version-check --no-input
+# pytest-xdist is not used: session-scoped test servers are shared by the whole run.
+PYTEST_ARGS ?=
+
+.PHONY: all demo test bench lint format typecheck docs servers clean
+
+all: lint test
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "dsprims needs Python >= 3.11 (found $$($(PYTHON) --version))"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install $(PIP_FLAGS) --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	@$(PY) -m pip install $(PIP_FLAGS) -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	@$(PY) -c 'import dsprims, redis, kazoo, pytest, mkdocs' || \
+		{ echo "bootstrap of $(VENV) failed"; exit 1; }
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m dsprims demo $(DEMO_ARGS)
+
+servers:
+	@scripts/ensure-servers
+
+test: $(STAMP) servers
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) servers
+	$(PY) -m pytest benchmarks -p no:randomly --benchmark-only \
+		--benchmark-json=benchmarks/.last-run.json -o addopts="" -o testpaths=benchmarks \
+		--benchmark-min-rounds=5 $(BENCH_ARGS)
+	$(PY) benchmarks/report.py benchmarks/.last-run.json benchmarks/RESULTS.md
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+clean:
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

@@ -1,0 +1,94 @@
+"""Turn a pytest-benchmark JSON file into ``benchmarks/RESULTS.md`` (tables of ratios)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PEERS = [
+    "dsprims", "redis", "kazoo", "mmh3", "uhashring", "limits", "pyrate-limiter", "throttled-py",
+    "pybreaker", "circuitbreaker", "aiobreaker", "vectorclock", "hlcpy", "python-redis-lock",
+]  # fmt: skip
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} µs"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def render(data: dict[str, Any]) -> str:
+    """The Markdown report for one pytest-benchmark run."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for bench in data.get("benchmarks", []):
+        groups[bench.get("group") or "ungrouped"].append(bench)
+    machine = data.get("machine_info", {})
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`benchmarks/report.py`); every ratio compares rows measured in",
+        "the same run. `ours / this` below 1 means dsprims is faster. Goals come from the issues;",
+        "numbers on a shared 2-core machine vary by 10–20 % between runs.",
+        "",
+        f"- Machine: {machine.get('cpu', {}).get('brand_raw', platform.processor() or '?')}, "
+        f"{machine.get('cpu', {}).get('count', '?')} cores; "
+        f"Python {platform.python_version()} ({sys.implementation.name}); {platform.platform()}",
+        f"- Run: {data.get('datetime', '?')}",
+        "- Versions: " + ", ".join(f"{p} {_version(p)}" for p in PEERS),
+        "",
+    ]
+    for group in sorted(groups):
+        rows = groups[group]
+        ours = [r for r in rows if r.get("extra_info", {}).get("role") == "ours"]
+        lines += [
+            f"## {group}",
+            "",
+            "| what | role | mean | ours / this | goal |",
+            "|---|---|---|---|---|",
+        ]
+        base = ours[0]["stats"]["mean"] if ours else None
+        order = {"ours": 0, "floor": 1, "peer": 2}
+        rows.sort(key=lambda r: (order.get(r.get("extra_info", {}).get("role", ""), 3), r["name"]))
+        for row in rows:
+            info = row.get("extra_info", {})
+            mean = row["stats"]["mean"]
+            ratio = "" if base is None or row in ours else f"{base / mean:.2f}×"
+            goal = info.get("goal")
+            verdict = ""
+            if goal is not None and base is not None and row not in ours:
+                verdict = f"≤ {goal}× " + ("✅" if base / mean <= goal else "❌")
+            label = info.get("label", row["name"])
+            lines.append(
+                f"| {label} | {info.get('role', '?')} | {_fmt_time(mean)} | {ratio} | {verdict} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """``report.py RUN.json RESULTS.md``."""
+    if len(argv) != 3:
+        print("usage: report.py RUN.json RESULTS.md", file=sys.stderr)
+        return 2
+    data = json.loads(Path(argv[1]).read_text())
+    Path(argv[2]).write_text(render(data))
+    print(f"wrote {argv[2]} ({len(data.get('benchmarks', []))} benchmarks)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

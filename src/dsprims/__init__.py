@@ -1,0 +1,80 @@
+"""dsprims: typed distributed-systems primitives.
+
+Consistent hashing, rate limiters, circuit breakers, logical clocks and fenced locks, in memory
+(the default), on Redis and on ZooKeeper. Everything public is importable from here; the Redis
+and ZooKeeper backends load their drivers on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dsprims.backends import (
+    AsyncMemoryBackend,
+    MemoryBackend,
+    async_backend_from_url,
+    backend_from_url,
+)
+from dsprims.errors import (
+    BackendError,
+    BackendUnavailable,
+    CircuitOpenError,
+    ClockSkewError,
+    ConfigurationError,
+    DsprimsError,
+    LockError,
+    LockLost,
+    LockNotAcquired,
+    LockNotOwned,
+    RateLimitExceeded,
+    StaleTokenError,
+)
+from dsprims.testing.clock import ManualClock
+from dsprims.timesource import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from dsprims.backends.redis import AsyncRedisBackend, RedisBackend
+    from dsprims.backends.zookeeper import ZooKeeperBackend
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AsyncMemoryBackend",
+    "AsyncRedisBackend",
+    "BackendError",
+    "BackendUnavailable",
+    "CircuitOpenError",
+    "Clock",
+    "ClockSkewError",
+    "ConfigurationError",
+    "DsprimsError",
+    "LockError",
+    "LockLost",
+    "LockNotAcquired",
+    "LockNotOwned",
+    "ManualClock",
+    "MemoryBackend",
+    "RateLimitExceeded",
+    "RedisBackend",
+    "StaleTokenError",
+    "SystemClock",
+    "ZooKeeperBackend",
+    "__version__",
+    "async_backend_from_url",
+    "backend_from_url",
+]
+
+_LAZY = {
+    "RedisBackend": "dsprims.backends.redis",
+    "AsyncRedisBackend": "dsprims.backends.redis",
+    "ZooKeeperBackend": "dsprims.backends.zookeeper",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dsprims' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
