@@ -32,13 +32,33 @@ from dsprims.errors import (
 from dsprims.testing.clock import ManualClock
 from dsprims.timesource import Clock, SystemClock
 
+# Each area adds its imports in its own block below, so parallel work merges cleanly.
+
+# -- consistent hashing (dsprims.hashing) --
+
+# -- rate limiting (dsprims.ratelimit) --
+
+# -- circuit breaking (dsprims.breaker) --
+
+# -- logical clocks (dsprims.clocks) --
+
+# -- locks and fencing (dsprims.locks) --
+
+# -- end of area blocks --
+
 if TYPE_CHECKING:
     from dsprims.backends.redis import AsyncRedisBackend, RedisBackend
     from dsprims.backends.zookeeper import ZooKeeperBackend
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped by area, each group sorted
+    # -- consistent hashing --
+    # -- rate limiting --
+    # -- circuit breaking --
+    # -- logical clocks --
+    # -- locks and fencing --
+    # -- foundation --
     "AsyncMemoryBackend",
     "AsyncRedisBackend",
     "BackendError",

@@ -21,11 +21,18 @@ __all__ = ["DEMO_SECTIONS", "DemoOptions", "DemoOutput", "main"]
 #: Modules that each provide one demo section, in the order the tour shows them.
 DEMO_SECTIONS: list[str] = [
     "dsprims.backends.demo",
+    # -- consistent hashing --
+    # -- rate limiting --
+    # -- circuit breaking --
+    # -- logical clocks --
+    # -- locks and fencing --
 ]
 
 #: Callables ``add_parser(subparsers) -> None`` that register further subcommands; each parser
 #: sets ``func=handler`` where ``handler(args) -> int``.
-COMMANDS: list[str] = []
+COMMANDS: list[str] = [
+    # -- consistent hashing --
+]
 
 
 @dataclass(frozen=True)
