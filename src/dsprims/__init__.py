@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [  # noqa: RUF022 - grouped by area, each group sorted
+__all__ = [  # grouped by area (RUF022 is off for this reason)
     # -- consistent hashing --
     # -- rate limiting --
     # -- circuit breaking --
