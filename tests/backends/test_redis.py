@@ -159,3 +159,17 @@ async def test_async_backend_runs_scripts_and_maps_errors(
             assert time.monotonic() - started <= 1.5
     finally:
         await backend.aclose()
+
+
+async def test_async_backend_on_the_cluster(redis_cluster: Any, key_prefix: str) -> None:
+    from dsprims import async_backend_from_url
+
+    backend = async_backend_from_url(redis_cluster.url, timeout=1.0)
+    assert isinstance(backend, AsyncRedisBackend)
+    assert backend.is_cluster
+    try:
+        for name in HOSTILE:
+            keys = [namespaced_key(key_prefix, name, p) for p in ("a", "b")]
+            assert await backend.evalsha("conformance_touch", keys, ["v", 60_000]) == 2
+    finally:
+        await backend.aclose()

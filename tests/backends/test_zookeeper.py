@@ -110,3 +110,23 @@ def test_ensemble_keeps_serving_with_one_peer_killed(
 def test_rejects_non_kazoo_clients() -> None:
     with pytest.raises(TypeError, match="client"):
         ZooKeeperBackend("zookeeper://x")
+
+
+def test_requests_resume_after_a_restart(zookeeper_server: ZooKeeperServerProcess) -> None:
+    backend = backend_from_url(f"{zookeeper_server.url}?session_timeout=4", timeout=1.0)
+    try:
+        assert backend.ping()
+        zookeeper_server.restart()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert backend.ping()
+                break
+            except BackendUnavailable:
+                # kazoo reconnects in the background; until then requests fail fast.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        assert backend.request("exists", "/zookeeper") is not None
+    finally:
+        backend.close()
