@@ -35,7 +35,7 @@ bench: $(STAMP) servers
 	$(PY) -m pytest benchmarks -p no:randomly --benchmark-only \
 		--benchmark-json=benchmarks/.last-run.json -o addopts="" -o testpaths=benchmarks \
 		--benchmark-min-rounds=5 $(BENCH_ARGS)
-	$(PY) benchmarks/report.py benchmarks/.last-run.json benchmarks/RESULTS.md
+	$(PY) benchmarks/report.py benchmarks/.last-run.json benchmarks/RESULTS.md docs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -80,13 +80,27 @@ def render(data: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``report.py RUN.json RESULTS.md``."""
-    if len(argv) != 3:
-        print("usage: report.py RUN.json RESULTS.md", file=sys.stderr)
+    """``report.py RUN.json RESULTS.md [DOCS_DIR]``: the report, plus plots and a docs page."""
+    if len(argv) not in (3, 4):
+        print("usage: report.py RUN.json RESULTS.md [DOCS_DIR]", file=sys.stderr)
         return 2
     data = json.loads(Path(argv[1]).read_text())
-    Path(argv[2]).write_text(render(data))
-    print(f"wrote {argv[2]} ({len(data.get('benchmarks', []))} benchmarks)")
+    results = Path(argv[2])
+    body = render(data)
+    if len(argv) == 4:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from plots import render as render_plots
+
+        docs = Path(argv[3])
+        images = render_plots(data, docs / "img")
+        gallery = "\n".join(f"![{p.stem}](img/{p.name})" for p in images)
+        (docs / "benchmarks.md").write_text(body + "\n## Plots\n\n" + gallery + "\n")
+        relative = Path("..") / docs.name / "img"
+        body += (
+            "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({relative / p.name})" for p in images) + "\n"
+        )
+    results.write_text(body)
+    print(f"wrote {results} ({len(data.get('benchmarks', []))} benchmarks)")
     return 0
 
 
