@@ -29,20 +29,23 @@ from dsprims.errors import (
     RateLimitExceeded,
     StaleTokenError,
 )
-from dsprims.testing.clock import ManualClock
-from dsprims.timesource import Clock, SystemClock
 
 # Each area adds its imports in its own block below, so parallel work merges cleanly.
-
 # -- consistent hashing (dsprims.hashing) --
-
 # -- rate limiting (dsprims.ratelimit) --
-
 # -- circuit breaking (dsprims.breaker) --
-
 # -- logical clocks (dsprims.clocks) --
-
 # -- locks and fencing (dsprims.locks) --
+from dsprims.locks import (
+    AsyncFencedStore,
+    AsyncLease,
+    AsyncMemoryLock,
+    FencedStore,
+    Lease,
+    MemoryLock,
+)
+from dsprims.testing.clock import ManualClock
+from dsprims.timesource import Clock, SystemClock
 
 # -- end of area blocks --
 
@@ -58,6 +61,12 @@ __all__ = [  # grouped by area (RUF022 is off for this reason)
     # -- circuit breaking --
     # -- logical clocks --
     # -- locks and fencing --
+    "AsyncFencedStore",
+    "AsyncLease",
+    "AsyncMemoryLock",
+    "FencedStore",
+    "Lease",
+    "MemoryLock",
     # -- foundation --
     "AsyncMemoryBackend",
     "AsyncRedisBackend",
