@@ -33,6 +33,19 @@ from dsprims.errors import (
 # Each area adds its imports in its own block below, so parallel work merges cleanly.
 # -- consistent hashing (dsprims.hashing) --
 # -- rate limiting (dsprims.ratelimit) --
+from dsprims.ratelimit import (
+    AsyncCompositeLimiter,
+    AsyncSlidingWindowCounter,
+    AsyncSlidingWindowLog,
+    AsyncTokenBucket,
+    CompositeLimiter,
+    RateLimitDecision,
+    SlidingWindowCounter,
+    SlidingWindowLog,
+    TokenBucket,
+)
+
+# isort: split
 # -- circuit breaking (dsprims.breaker) --
 # -- logical clocks (dsprims.clocks) --
 # -- locks and fencing (dsprims.locks) --
@@ -58,6 +71,15 @@ __version__ = "0.1.0.dev0"
 __all__ = [  # grouped by area (RUF022 is off for this reason)
     # -- consistent hashing --
     # -- rate limiting --
+    "AsyncCompositeLimiter",
+    "AsyncSlidingWindowCounter",
+    "AsyncSlidingWindowLog",
+    "AsyncTokenBucket",
+    "CompositeLimiter",
+    "RateLimitDecision",
+    "SlidingWindowCounter",
+    "SlidingWindowLog",
+    "TokenBucket",
     # -- circuit breaking --
     # -- logical clocks --
     # -- locks and fencing --

@@ -23,6 +23,7 @@ DEMO_SECTIONS: list[str] = [
     "dsprims.backends.demo",
     # -- consistent hashing --
     # -- rate limiting --
+    "dsprims.ratelimit.demo",
     # -- circuit breaking --
     # -- logical clocks --
     # -- locks and fencing --

@@ -88,6 +88,18 @@ class MemoryBackend:
                     self._sweep()
             return result
 
+    def entry_table(self) -> dict[str, list[Any]]:
+        """The entry table itself, for hot paths that update their own keys in place.
+
+        Layout: ``key -> [state, deadline, clock]``, the deadline read on ``clock.monotonic()``.
+        A caller holding :attr:`lock` may read an entry and, when its deadline has not passed,
+        replace ``entry[0]`` (the state) and ``entry[1]`` (the deadline) in place. Creating and
+        deleting keys must go through :meth:`transact` and :meth:`delete`, which keep the sweep
+        accounting. The rate limiters use this: the generic :meth:`transact` call would
+        otherwise cost more than the decision itself.
+        """
+        return self._entries
+
     def get(self, key: str) -> Any:
         """The live state of ``key``, or ``None``."""
         with self.lock:

@@ -1,0 +1,234 @@
+-- ratelimit_decide.lua: one rate-limit decision, or one atomic decision over several limiters
+-- (a composite admits only if every limiter admits; a denial consumes from none).
+-- A line-by-line port of dsprims/ratelimit/core.py; tests/ratelimit/vectors.py pins both.
+--
+-- KEYS, per limiter in ARGV order (all in one cluster slot):
+--   algo "t" (token bucket, GCRA): 1 key, a string: the theoretical arrival time (µs)
+--   algo "c" (sliding-window counter): 1 key, a hash: i (window index), p, c (counts)
+--   algo "l" (sliding log): 2 keys, a list of alternating time (µs), cost; a string: live total
+-- ARGV[1]  now in integer µs since the epoch, or "" to read the server's TIME
+-- ARGV[2]  "1" to consume, "0" to peek
+-- ARGV[3]  grace in ms added to every TTL (for pinned clocks; 0 with server time)
+-- ARGV[4]  n, the number of limiters; then 5 values per limiter: algo, p1, p2, p3, cost
+--          t: interval_us, tolerance_us, capacity   c: limit, window_ticks, tick_us
+--          l: limit, window_us, 0
+-- Returns 4 integers per limiter: allowed (1/0), remaining, retry_after_us, reset_after_us.
+-- Units: times and durations in µs; TTLs in ms (rounded up, +1, + grace), so a key lives at
+-- least as long as its state matters.
+
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
+local consume = ARGV[2] == '1'
+local grace = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+
+-- Exact floor division: a / b rounds in doubles, so correct the quotient by one if needed.
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then
+    q = q - 1
+  elseif (q + 1) * b <= a then
+    q = q + 1
+  end
+  return q
+end
+
+local function ttl_ms(us)
+  return idiv(us + 999, 1000) + 1 + grace
+end
+
+local function gcra(k, interval, tolerance, cost, write)
+  local key = KEYS[k]
+  local tat = tonumber(redis.call('GET', key))
+  local base = now
+  if tat and tat > now then
+    base = tat
+  end
+  local new_tat = base + cost * interval
+  local allow_at = new_tat - tolerance
+  if allow_at <= now then
+    if not write then
+      new_tat = base
+    elseif new_tat > now then
+      redis.call('SET', key, string.format('%d', new_tat), 'PX', ttl_ms(new_tat - now))
+    end
+    return {1, idiv(now + tolerance - new_tat, interval), 0, new_tat - now}
+  end
+  return {0, idiv(now + tolerance - base, interval), allow_at - now, base - now}
+end
+
+local function counter(k, limit, w, tick, cost, write)
+  local key = KEYS[k]
+  local s = redis.call('HMGET', key, 'i', 'p', 'c')
+  local si = tonumber(s[1])
+  local t = idiv(now, tick)
+  if si and t < si * w then
+    t = si * w
+  end
+  local index = idiv(t, w)
+  local previous, current = 0, 0
+  if si then
+    if si == index then
+      previous, current = tonumber(s[2]), tonumber(s[3])
+    elseif si == index - 1 then
+      previous = tonumber(s[3])
+    end
+  end
+  local start = index * w
+  local elapsed = t - start
+  local weighted = previous * (w - elapsed) + current * w
+  if weighted + cost * w <= limit * w then
+    if write then
+      current = current + cost
+      weighted = weighted + cost * w
+    end
+    local reset = 0
+    if current > 0 then
+      reset = (start + 2 * w) * tick - now
+    elseif previous > 0 then
+      reset = (start + w) * tick - now
+    end
+    if write and cost > 0 then
+      redis.call('HSET', key, 'i', string.format('%d', index), 'p', string.format('%d', previous),
+        'c', string.format('%d', current))
+      redis.call('PEXPIRE', key, ttl_ms(reset))
+    end
+    return {1, idiv(limit * w - weighted, w), 0, reset}
+  end
+  local spare = limit - current - cost
+  local at
+  if spare >= 0 then
+    at = start + w - idiv(spare * w, previous)
+  else
+    at = start + 2 * w - idiv((limit - cost) * w, current)
+  end
+  local remaining = idiv(limit * w - weighted, w)
+  if remaining < 0 then
+    remaining = 0
+  end
+  local reset
+  if current > 0 then
+    reset = (start + 2 * w) * tick - now
+  else
+    reset = (start + w) * tick - now
+  end
+  return {0, remaining, at * tick - now, reset}
+end
+
+local function slog(k, limit, window, cost, write)
+  local lkey, tkey = KEYS[k], KEYS[k + 1]
+  local total = tonumber(redis.call('GET', tkey)) or 0
+  local last = redis.call('LRANGE', lkey, -2, -1)
+  local last_t, last_c
+  if #last == 2 then
+    last_t, last_c = tonumber(last[1]), tonumber(last[2])
+  end
+  local at = now
+  if last_t and last_t > at then
+    at = last_t
+  end
+  local horizon = at - window
+  -- An admission at t counts during [t, t + window): drop the front entries with t <= horizon.
+  -- Amortised O(1): every entry is popped once.
+  local pruned = false
+  local remaining_entries = last_t ~= nil
+  while remaining_entries do
+    local head = redis.call('LRANGE', lkey, 0, 1)
+    if #head < 2 or tonumber(head[1]) > horizon then
+      remaining_entries = #head == 2
+      break
+    end
+    total = total - tonumber(head[2])
+    redis.call('LPOP', lkey, 2)
+    pruned = true
+  end
+  if pruned then
+    if remaining_entries then
+      redis.call('SET', tkey, string.format('%d', total), 'KEEPTTL')
+    else
+      redis.call('DEL', lkey, tkey)
+    end
+  end
+  if total + cost <= limit then
+    local reset = 0
+    if write and cost > 0 then
+      total = total + cost
+      if remaining_entries and last_t == at then
+        redis.call('LSET', lkey, -1, string.format('%d', last_c + cost))
+      else
+        redis.call('RPUSH', lkey, string.format('%d', at), string.format('%d', cost))
+      end
+      reset = at + window - now
+      local ttl = ttl_ms(reset)
+      redis.call('SET', tkey, string.format('%d', total), 'PX', ttl)
+      redis.call('PEXPIRE', lkey, ttl)
+    elseif remaining_entries then
+      reset = last_t + window - now
+    end
+    return {1, limit - total, 0, reset}
+  end
+  local need = total + cost - limit
+  local entries = redis.call('LRANGE', lkey, 0, 2 * need - 1)
+  local i = 1
+  local freed = tonumber(entries[2])
+  while freed < need do
+    i = i + 2
+    freed = freed + tonumber(entries[i + 1])
+  end
+  return {0, limit - total, tonumber(entries[i]) + window - now, last_t + window - now}
+end
+
+local specs = {}
+local k = 1
+for i = 1, n do
+  local b = 5 * i
+  local algo = ARGV[b]
+  specs[i] = {algo, tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]),
+    tonumber(ARGV[b + 4]), k}
+  if algo == 'l' then
+    k = k + 2
+  else
+    k = k + 1
+  end
+end
+
+local function run(s, write)
+  if s[1] == 't' then
+    return gcra(s[6], s[2], s[3], s[5], write)
+  elseif s[1] == 'c' then
+    return counter(s[6], s[2], s[3], s[4], s[5], write)
+  end
+  return slog(s[6], s[2], s[3], s[5], write)
+end
+
+local verdicts = {}
+if n == 1 then
+  verdicts[1] = run(specs[1], consume)
+else
+  local all = true
+  for i = 1, n do
+    verdicts[i] = run(specs[i], false)
+    if verdicts[i][1] == 0 then
+      all = false
+    end
+  end
+  if consume and all then
+    for i = 1, n do
+      verdicts[i] = run(specs[i], true)
+    end
+  end
+end
+
+local out = {}
+for i = 1, n do
+  local v = verdicts[i]
+  for j = 1, 4 do
+    out[#out + 1] = v[j]
+  end
+end
+return out

@@ -1,0 +1,848 @@
+"""Rate limiters: token bucket (GCRA), exact sliding log, sliding-window counter; sync and async.
+
+Each limiter is a thin shell over a pure core in :mod:`dsprims.ratelimit.core`:
+
+* on the **memory** backend the core runs under the backend's lock (thread-safe, in-process);
+* on **Redis** (standalone or Cluster) ``ratelimit_decide.lua``, a port of the same core, runs in
+  ONE ``EVALSHA`` per decision, composite decisions included. With no ``clock=`` the script reads
+  the server's ``TIME``, so the clocks of the clients cannot matter; with an explicit ``clock=``
+  the client sends that clock's wall time (``time_ns() // 1000`` µs), which is how tests pin time.
+
+The async twins (``AsyncTokenBucket`` …) share everything but the one awaited call: the argument
+checks, key building, reply parsing, wait planning and outage handling live in
+:class:`_LimiterBase` and are used by both flavours.
+
+Keys: ``<prefix>:{<key>}:rl.<algo>.<params>`` (the log adds a second key with suffix ``.n``), so
+one key's state shares a Cluster slot, two limiters with different settings never share state, and
+a changed configuration starts afresh. Pass ``name=`` to choose the last part yourself.
+
+Expiry: every stored key carries a TTL equal to the time its state still matters (until the
+bucket is full again, or the last admission leaves the window) plus a small margin, so idle keys
+vanish and a full bucket reads the same as a missing key. With a pinned ``clock=`` on Redis the
+TTL (which Redis counts in real time) also gets ``pinned_ttl_grace`` seconds (default one hour):
+state the pinned clock still needs survives as long as that clock lags real time by less than the
+grace since the key was last written.
+
+Failure modes: when Redis cannot be reached (:class:`~dsprims.BackendUnavailable`) the
+``on_outage`` policy decides: ``"raise"`` (fail closed, the default), ``"allow"`` (fail open: an
+admitted decision with ``degraded=True``) or ``"local"`` (decide with a per-process in-memory
+limiter of the same settings, ``degraded=True``). Other backend errors always raise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Final, Literal
+
+from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, escape_name
+from dsprims.backends.memory import MemoryBackend
+from dsprims.backends.url import resolve_async_backend, resolve_backend
+from dsprims.errors import BackendUnavailable, ConfigurationError, RateLimitExceeded
+from dsprims.ratelimit.core import (
+    CounterParams,
+    CounterState,
+    LogParams,
+    TokenBucketParams,
+    check_cost,
+    counter_decide,
+    gcra_decide,
+    log_decide,
+)
+from dsprims.ratelimit.decision import RateLimitDecision, decision_from_verdict
+from dsprims.timesource import SYSTEM_CLOCK, Clock
+
+__all__ = [
+    "AsyncSlidingWindowCounter",
+    "AsyncSlidingWindowLog",
+    "AsyncTokenBucket",
+    "OutagePolicy",
+    "SlidingWindowCounter",
+    "SlidingWindowLog",
+    "TokenBucket",
+]
+
+OutagePolicy = Literal["raise", "allow", "local"]
+_POLICIES: Final = ("raise", "allow", "local")
+
+SCRIPT: Final = "ratelimit_decide"
+#: Extra lifetime of memory entries (seconds): the state outlives the instant it stops
+#: mattering, so a rounding difference between float deadlines and µs time never drops it early.
+_MARGIN: Final = 0.001
+_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+Verdict4 = tuple[bool, int, int, int]
+#: How many validated keys a limiter remembers (then it forgets them all and starts again).
+_KNOWN_KEYS: Final = 65536
+
+
+def _now_us(t: float) -> int:
+    # Nearest microsecond: a clock moved by whole µs amounts lands on the grid despite float dust.
+    return int(t * 1e6 + 0.5)
+
+
+class _LogState:
+    """The mutable log of one key (memory backend): parallel deques and their total."""
+
+    __slots__ = ("costs", "times", "total")
+
+    def __init__(self) -> None:
+        self.times: deque[int] = deque()
+        self.costs: deque[int] = deque()
+        self.total = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Algorithms: how one limiter's core runs on memory and what it sends to the script.
+
+
+class _Algorithm:
+    code: str
+    limit: int
+    nkeys: int
+    part: str
+
+    def script_params(self) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def memory(
+        self,
+        store: MemoryBackend,
+        table: dict[str, list[Any]],
+        clock: Clock,
+        t: float,
+        now: int,
+        key: str,
+        cost: int,
+        consume: bool,
+    ) -> Verdict4:
+        raise NotImplementedError
+
+
+class _Gcra(_Algorithm):
+    code = "t"
+    nkeys = 1
+
+    def __init__(self, params: TokenBucketParams) -> None:
+        self.params = params
+        self.limit = params.capacity
+        self.interval = params.interval_us
+        self.tolerance = params.tolerance_us
+        self.part = f"rl.tb.{params.interval_us}.{params.capacity}"
+
+    def script_params(self) -> tuple[int, int, int]:
+        return self.interval, self.tolerance, self.limit
+
+    def memory(
+        self,
+        store: MemoryBackend,
+        table: dict[str, list[Any]],
+        clock: Clock,
+        t: float,
+        now: int,
+        key: str,
+        cost: int,
+        consume: bool,
+    ) -> Verdict4:
+        entry = table.get(key)
+        if entry is not None and entry[2] is clock and t < entry[1]:
+            # Hot path: a live key written on this clock is updated in place.
+            allowed, remaining, retry, reset, tat = gcra_decide(
+                self.interval, self.tolerance, entry[0], now, cost, consume
+            )
+            if allowed and consume:
+                entry[0] = tat
+                entry[1] = t + reset * 1e-6 + _MARGIN
+            return allowed, remaining, retry, reset
+        state = store.get(key)
+        allowed, remaining, retry, reset, tat = gcra_decide(
+            self.interval, self.tolerance, now if state is None else state, now, cost, consume
+        )
+        if allowed and consume and tat > now:
+            store.transact(key, lambda _old: (None, tat), ttl=reset * 1e-6 + _MARGIN, clock=clock)
+        return allowed, remaining, retry, reset
+
+
+class _Counter(_Algorithm):
+    code = "c"
+    nkeys = 1
+
+    def __init__(self, params: CounterParams) -> None:
+        self.params = params
+        self.limit = params.limit
+        self.part = f"rl.swc.{params.window_ticks * params.tick_us}.{params.limit}"
+
+    def script_params(self) -> tuple[int, int, int]:
+        return self.limit, self.params.window_ticks, self.params.tick_us
+
+    def memory(
+        self,
+        store: MemoryBackend,
+        table: dict[str, list[Any]],
+        clock: Clock,
+        t: float,
+        now: int,
+        key: str,
+        cost: int,
+        consume: bool,
+    ) -> Verdict4:
+        state: CounterState | None = store.get(key)
+        verdict, new_state = counter_decide(self.params, state, now, cost, consume)
+        if verdict[0] and consume and cost:
+            ttl = verdict[3] * 1e-6 + _MARGIN
+            store.transact(key, lambda _old: (None, new_state), ttl=ttl, clock=clock)
+        return verdict
+
+
+class _Log(_Algorithm):
+    code = "l"
+    nkeys = 2
+
+    def __init__(self, params: LogParams) -> None:
+        self.params = params
+        self.limit = params.limit
+        self.part = f"rl.swl.{params.window_us}.{params.limit}"
+
+    def script_params(self) -> tuple[int, int, int]:
+        return self.limit, self.params.window_us, 0
+
+    def memory(
+        self,
+        store: MemoryBackend,
+        table: dict[str, list[Any]],
+        clock: Clock,
+        t: float,
+        now: int,
+        key: str,
+        cost: int,
+        consume: bool,
+    ) -> Verdict4:
+        state: _LogState | None = store.get(key)
+        if state is None:
+            verdict, update = log_decide(self.params, (), (), 0, now, cost, consume)
+            if update.append:
+                state = _LogState()
+                state.times.append(update.at)
+                state.costs.append(update.append)
+                state.total = update.total
+                ttl = verdict[3] * 1e-6 + _MARGIN
+                store.transact(key, lambda _old: (None, state), ttl=ttl, clock=clock)
+            return verdict
+        times, costs = state.times, state.costs
+        verdict, update = log_decide(self.params, times, costs, state.total, now, cost, consume)
+        for _ in range(update.expired):
+            times.popleft()
+            costs.popleft()
+        state.total = update.total
+        if update.append:
+            if times and times[-1] == update.at:
+                costs[-1] += update.append
+            else:
+                times.append(update.at)
+                costs.append(update.append)
+            entry = table.get(key)
+            if entry is not None:
+                entry[1] = t + verdict[3] * 1e-6 + _MARGIN
+        elif not times:
+            store.delete(key)
+        return verdict
+
+
+# --------------------------------------------------------------------------------------------
+# Shared shell
+
+
+def _check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number or None, got {type(timeout).__name__}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ConfigurationError(f"timeout must be >= 0 or None, got {timeout!r}")
+    return float(timeout)
+
+
+def _check_key(key: object) -> str:
+    if key.__class__ is str and key:
+        return key
+    return check_name(key, "key")
+
+
+class _LimiterBase:
+    """What the sync and async limiters share: validation, keys, replies, waits, outages."""
+
+    _algo: _Algorithm
+
+    def _setup(
+        self,
+        algo: _Algorithm,
+        backend: Any,
+        clock: Clock | None,
+        prefix: str,
+        name: str | None,
+        on_outage: OutagePolicy,
+        pinned_ttl_grace: float,
+    ) -> None:
+        self._algo = algo
+        self.limit = algo.limit
+        self.prefix = check_prefix(prefix)
+        if name is not None:
+            if not isinstance(name, str):
+                raise TypeError(f"name must be a str, got {type(name).__name__}")
+            if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
+                raise ConfigurationError(
+                    f"name must be 1-64 characters from [A-Za-z0-9_.-], got {name!r}"
+                )
+            algo.part = f"rl.{name}"
+        if on_outage not in _POLICIES:
+            raise ConfigurationError(f"on_outage must be one of {_POLICIES}, got {on_outage!r}")
+        if isinstance(pinned_ttl_grace, bool) or not isinstance(pinned_ttl_grace, int | float):
+            raise TypeError("pinned_ttl_grace must be a number")
+        if not math.isfinite(pinned_ttl_grace) or pinned_ttl_grace < 0:
+            raise ConfigurationError(f"pinned_ttl_grace must be >= 0, got {pinned_ttl_grace!r}")
+        self.on_outage: OutagePolicy = on_outage
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._pinned = clock is not None
+        self.backend = backend
+        store = getattr(backend, "store", backend)
+        self._store: MemoryBackend | None = store if isinstance(store, MemoryBackend) else None
+        if self._store is None and getattr(backend, "kind", None) != "redis":
+            raise ConfigurationError(
+                f"rate limiters run on the memory or Redis backends, not {backend!r}"
+            )
+        self._lock = self._store.lock if self._store is not None else None
+        self._table = self._store.entry_table() if self._store is not None else {}
+        self._fallback: MemoryBackend | None = MemoryBackend() if on_outage == "local" else None
+        self._grace_ms = round(pinned_ttl_grace * 1000) if self._pinned else 0
+        #: validated key -> namespaced key, so the hot path skips checks and escaping.
+        self._known: dict[str, str] = {}
+        self._head = f"{self.prefix}:{{"
+        self._tail = f"}}:{algo.part}"
+        code = algo.code
+        p1, p2, p3 = algo.script_params()
+        self._spec: tuple[Any, ...] = (code, p1, p2, p3)
+
+    # -- keys and requests
+
+    def _mkey(self, key: str) -> str:
+        if "%" in key or "{" in key or "}" in key:
+            key = escape_name(key)
+        return self._head + key + self._tail
+
+    def _redis_keys(self, key: str) -> list[str]:
+        k = self._mkey(key)
+        return [k, k + ".n"] if self._algo.nkeys == 2 else [k]
+
+    def _time_arg(self) -> int | str:
+        return self.clock.time_ns() // 1000 if self._pinned else ""
+
+    # -- the memory path (both flavours; it never waits)
+
+    def _memory_decide(self, store: MemoryBackend, key: str, cost: int, consume: bool) -> Verdict4:
+        table = store.entry_table()
+        clock = self.clock
+        with store.lock:
+            t = clock.monotonic()
+            return self._algo.memory(store, table, clock, t, _now_us(t), key, cost, consume)
+
+    def _memory(self, key: str, cost: int, consume: bool) -> RateLimitDecision:
+        key = _check_key(key)
+        cost = check_cost(cost, self.limit)
+        k = self._known.get(key)
+        if k is None:
+            if len(self._known) >= _KNOWN_KEYS:
+                self._known.clear()
+            # Only exact str keys are remembered, so a lookup by another type never hits.
+            k = self._known[str(key)] = self._mkey(key)
+        clock = self.clock
+        with self._lock:  # type: ignore[union-attr]
+            t = clock.monotonic()
+            a, r, ra, re = self._algo.memory(
+                self._store,  # type: ignore[arg-type]
+                self._table,
+                clock,
+                t,
+                _now_us(t),
+                k,
+                cost,
+                consume,
+            )
+        if a:
+            return RateLimitDecision(True, r, 0.0, re / 1e6, self.limit)
+        return RateLimitDecision(False, r, (ra + 1) / 1e6, re / 1e6, self.limit)
+
+    # -- the Redis path
+
+    def _script_args(self, cost: int, consume: bool) -> list[Any]:
+        return [self._time_arg(), 1 if consume else 0, self._grace_ms, 1, *self._spec, cost]
+
+    def _reply(self, reply: Sequence[Any]) -> RateLimitDecision:
+        return decision_from_verdict(
+            int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]), self.limit
+        )
+
+    def _outage(
+        self, exc: BackendUnavailable, key: str, cost: int, consume: bool
+    ) -> RateLimitDecision:
+        if self._fallback is not None:
+            verdict = self._memory_decide(self._fallback, self._mkey(key), cost, consume)
+            return decision_from_verdict(*verdict, self.limit)._replace(degraded=True)
+        if self.on_outage == "allow":
+            remaining = self.limit - cost if consume else self.limit
+            return RateLimitDecision(True, remaining, 0.0, 0.0, self.limit, True)
+        raise exc
+
+    def _wait_or_raise(
+        self, decision: RateLimitDecision, started: float, timeout: float | None
+    ) -> float:
+        if timeout is not None:
+            waited = self.clock.monotonic() - started
+            if waited + decision.retry_after > timeout:
+                raise RateLimitExceeded(
+                    f"rate limit: admission needs {decision.retry_after:.6f}s more, "
+                    f"beyond the timeout of {timeout}s",
+                    decision,
+                )
+        return decision.retry_after
+
+    def _validate(self, key: object, cost: object) -> tuple[str, int]:
+        return _check_key(key), check_cost(cost, self.limit)
+
+    def _reset_keys(self, key: object) -> list[str]:
+        return self._redis_keys(_check_key(key))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._describe()}, backend={self.backend!r}, "
+            f"prefix={self.prefix!r})"
+        )
+
+    def _describe(self) -> str:
+        raise NotImplementedError
+
+
+class _SyncLimiter(_LimiterBase):
+    def __init__(self, backend: object, **kwargs: Any) -> None:
+        self._setup(backend=resolve_backend(backend), **kwargs)
+
+    def try_acquire(self, key: str, cost: int = 1) -> RateLimitDecision:
+        """Decide now, without waiting; consume ``cost`` if admitted.
+
+        Args:
+            key: what is limited (a user id, an IP…); any non-empty ``str``.
+            cost: units this request takes, ``0 <= cost <= limit``.
+
+        Returns:
+            The decision; ``retry_after`` says how long until ``cost`` would be admitted.
+
+        Raises:
+            TypeError: ``key`` is not a ``str`` or ``cost`` not an ``int``.
+            ConfigurationError: empty key, negative cost, or cost above the limit (never
+                admissible). Nothing is consumed.
+            BackendUnavailable: Redis is unreachable and ``on_outage="raise"``.
+        """
+        if self._lock is not None:
+            return self._memory(key, cost, True)
+        return self._remote(key, cost, True)
+
+    def peek(self, key: str, cost: int = 1) -> RateLimitDecision:
+        """The decision ``try_acquire(key, cost)`` would make now, without consuming anything."""
+        if self._lock is not None:
+            return self._memory(key, cost, False)
+        return self._remote(key, cost, False)
+
+    def acquire(self, key: str, cost: int = 1, timeout: float | None = None) -> RateLimitDecision:
+        """Wait on the limiter's clock until ``cost`` is admitted, then consume it.
+
+        Sleeps exactly ``retry_after`` between attempts (no polling loop). Fails fast: when the
+        wait would end after ``timeout`` it raises at once instead of sleeping first.
+
+        Args:
+            key: what is limited.
+            cost: units this request takes.
+            timeout: seconds to wait at most; ``None`` waits as long as needed.
+
+        Returns:
+            The admitting decision.
+
+        Raises:
+            RateLimitExceeded: admission would come later than ``timeout`` (carries the last
+                decision as ``.decision``).
+        """
+        limit = _check_timeout(timeout)
+        started = self.clock.monotonic()
+        while True:
+            decision = self.try_acquire(key, cost)
+            if decision.allowed:
+                return decision
+            self.clock.sleep(self._wait_or_raise(decision, started, limit))
+
+    def reset(self, key: str) -> None:
+        """Forget everything recorded for ``key`` (its next request starts fresh)."""
+        keys = self._reset_keys(key)
+        if self._store is not None:
+            for k in keys[:1]:
+                self._store.delete(k)
+            return
+        self.backend.call(self.backend.client.delete, *keys)
+        if self._fallback is not None:
+            self._fallback.delete(keys[0])
+
+    def _remote(self, key: str, cost: int, consume: bool) -> RateLimitDecision:
+        key, cost = self._validate(key, cost)
+        keys = self._redis_keys(key)
+        try:
+            reply = self.backend.evalsha(SCRIPT, keys, self._script_args(cost, consume))
+        except BackendUnavailable as exc:
+            return self._outage(exc, key, cost, consume)
+        return self._reply(reply)
+
+
+class _AsyncLimiter(_LimiterBase):
+    def __init__(self, backend: object, **kwargs: Any) -> None:
+        self._setup(backend=resolve_async_backend(backend), **kwargs)
+
+    async def try_acquire(self, key: str, cost: int = 1) -> RateLimitDecision:
+        """See :meth:`TokenBucket.try_acquire`."""
+        if self._lock is not None:
+            return self._memory(key, cost, True)
+        return await self._remote(key, cost, True)
+
+    async def peek(self, key: str, cost: int = 1) -> RateLimitDecision:
+        """See :meth:`TokenBucket.peek`."""
+        if self._lock is not None:
+            return self._memory(key, cost, False)
+        return await self._remote(key, cost, False)
+
+    async def acquire(
+        self,
+        key: str,
+        cost: int = 1,
+        timeout: float | None = None,  # noqa: ASYNC109 - waits on the limiter's clock
+    ) -> RateLimitDecision:
+        """See :meth:`TokenBucket.acquire`; waits with the clock's ``asleep``."""
+        limit = _check_timeout(timeout)
+        started = self.clock.monotonic()
+        while True:
+            decision = await self.try_acquire(key, cost)
+            if decision.allowed:
+                return decision
+            await self.clock.asleep(self._wait_or_raise(decision, started, limit))
+
+    async def reset(self, key: str) -> None:
+        """See :meth:`TokenBucket.reset`."""
+        keys = self._reset_keys(key)
+        if self._store is not None:
+            self._store.delete(keys[0])
+            return
+        await self.backend.call(self.backend.client.delete, *keys)
+        if self._fallback is not None:
+            self._fallback.delete(keys[0])
+
+    async def _remote(self, key: str, cost: int, consume: bool) -> RateLimitDecision:
+        key, cost = self._validate(key, cost)
+        keys = self._redis_keys(key)
+        try:
+            reply = await self.backend.evalsha(SCRIPT, keys, self._script_args(cost, consume))
+        except BackendUnavailable as exc:
+            return self._outage(exc, key, cost, consume)
+        return self._reply(reply)
+
+
+# --------------------------------------------------------------------------------------------
+# Public classes: parameters and docs; the behaviour is all in the shells above.
+
+
+class TokenBucket(_SyncLimiter):
+    """Token bucket as GCRA: ``rate`` tokens per second, bursts of up to ``capacity``.
+
+    A new key starts full. Stored state: one integer per key (the theoretical arrival time).
+
+    Args:
+        rate: tokens added per second (> 0, at most 1e6).
+        capacity: bucket size, a whole number >= 1.
+        backend: a backend object or URL (``memory://``, ``redis://…``,
+            ``redis+cluster://…``); default a fresh in-memory backend.
+        clock: time source. Default: the system clock for memory, the Redis server's ``TIME``
+            for Redis. Passing one explicitly pins Redis decisions to its wall time.
+        prefix: key namespace.
+        name: the last key part (``[A-Za-z0-9_.-]``); default derived from the settings.
+        on_outage: ``"raise"`` (fail closed), ``"allow"`` (fail open) or ``"local"``
+            (per-process in-memory fallback) when Redis is unreachable.
+        pinned_ttl_grace: seconds added to Redis TTLs when ``clock`` is pinned.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: int,
+        *,
+        backend: object = None,
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        name: str | None = None,
+        on_outage: OutagePolicy = "raise",
+        pinned_ttl_grace: float = 3600.0,
+    ) -> None:
+        self.params = TokenBucketParams(rate, capacity)
+        super().__init__(
+            backend,
+            algo=_Gcra(self.params),
+            clock=clock,
+            prefix=prefix,
+            name=name,
+            on_outage=on_outage,
+            pinned_ttl_grace=pinned_ttl_grace,
+        )
+        if self._lock is not None:
+            self.try_acquire = _fast_gcra(self)  # type: ignore[method-assign]
+
+    def _describe(self) -> str:
+        return f"rate={self.params.rate!r}, capacity={self.params.capacity}"
+
+
+def _fast_gcra(limiter: _LimiterBase) -> Any:
+    """``try_acquire`` of a memory token bucket, specialised for the common case.
+
+    It runs the same core (:func:`~dsprims.ratelimit.core.gcra_decide`) as every other path;
+    what it saves is Python overhead: everything is bound once in a closure, and a live key
+    written on this clock is updated in place. Anything unusual (a new or expired key, a key
+    needing escapes, a bad argument) takes the general path, which also produces the errors.
+    """
+    algo = limiter._algo
+    assert isinstance(algo, _Gcra)
+    lock = limiter._lock
+    assert lock is not None
+    table = limiter._table
+    clock = limiter.clock
+    mono = clock.monotonic
+    interval, tolerance, limit = algo.interval, algo.tolerance, algo.limit
+    slow = limiter._memory
+    decide = gcra_decide
+    make = tuple.__new__
+    decision = RateLimitDecision
+
+    known = limiter._known
+
+    def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
+        try:
+            k = known[key]
+        except (KeyError, TypeError):
+            return slow(key, cost, True)
+        if cost.__class__ is not int or not 0 <= cost <= limit:
+            return slow(key, cost, True)
+        with lock:
+            t = mono()
+            entry = table.get(k)
+            if entry is None or entry[2] is not clock or t >= entry[1]:
+                return slow(key, cost, True)
+            allowed, remaining, retry, reset, tat = decide(
+                interval, tolerance, entry[0], int(t * 1e6 + 0.5), cost, True
+            )
+            if allowed:
+                entry[0] = tat
+                entry[1] = t + reset * 1e-6 + _MARGIN
+        if allowed:
+            return make(decision, (True, remaining, 0.0, reset / 1e6, limit, False))
+        return make(decision, (False, remaining, (retry + 1) / 1e6, reset / 1e6, limit, False))
+
+    try_acquire.__doc__ = _SyncLimiter.try_acquire.__doc__
+    return try_acquire
+
+
+class SlidingWindowLog(_SyncLimiter):
+    """Exact sliding log: at most ``limit`` admitted cost in any window of ``window`` seconds.
+
+    A cost admitted at time t counts during ``[t, t + window)``. Stores one entry per distinct
+    admission time (microsecond resolution), pruned from the front: O(1) amortised per decision
+    whatever the number of live entries, plus O(cost) to compute the ``retry_after`` of a denial.
+
+    Args:
+        limit: the admitted cost per window, a whole number >= 1.
+        window: the window in seconds (> 0, at least 1 µs).
+        backend: a backend object or URL (``memory://``, ``redis://…``,
+            ``redis+cluster://…``); default a fresh in-memory backend.
+        clock: time source. Default: the system clock for memory, the Redis server's ``TIME``
+            for Redis. Passing one explicitly pins Redis decisions to its wall time.
+        prefix: key namespace.
+        name: the last key part (``[A-Za-z0-9_.-]``); default derived from the settings.
+        on_outage: ``"raise"`` (fail closed), ``"allow"`` (fail open) or ``"local"``
+            (per-process in-memory fallback) when Redis is unreachable.
+        pinned_ttl_grace: seconds added to Redis TTLs when ``clock`` is pinned.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        backend: object = None,
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        name: str | None = None,
+        on_outage: OutagePolicy = "raise",
+        pinned_ttl_grace: float = 3600.0,
+    ) -> None:
+        self.params = LogParams(limit, window)
+        super().__init__(
+            backend,
+            algo=_Log(self.params),
+            clock=clock,
+            prefix=prefix,
+            name=name,
+            on_outage=on_outage,
+            pinned_ttl_grace=pinned_ttl_grace,
+        )
+
+    def _describe(self) -> str:
+        return f"limit={self.params.limit}, window={self.params.window!r}"
+
+
+class SlidingWindowCounter(_SyncLimiter):
+    """Sliding-window counter: the two-bucket weighted approximation of a sliding window.
+
+    Estimates the count in the last ``window`` seconds as
+    ``previous * (window - elapsed) / window + current``. Three integers per key.
+
+    Args:
+        limit: the count per window, a whole number >= 1.
+        window: the window in seconds.
+        backend: a backend object or URL (``memory://``, ``redis://…``,
+            ``redis+cluster://…``); default a fresh in-memory backend.
+        clock: time source. Default: the system clock for memory, the Redis server's ``TIME``
+            for Redis. Passing one explicitly pins Redis decisions to its wall time.
+        prefix: key namespace.
+        name: the last key part (``[A-Za-z0-9_.-]``); default derived from the settings.
+        on_outage: ``"raise"`` (fail closed), ``"allow"`` (fail open) or ``"local"``
+            (per-process in-memory fallback) when Redis is unreachable.
+        pinned_ttl_grace: seconds added to Redis TTLs when ``clock`` is pinned.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        backend: object = None,
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        name: str | None = None,
+        on_outage: OutagePolicy = "raise",
+        pinned_ttl_grace: float = 3600.0,
+    ) -> None:
+        self.params = CounterParams(limit, window)
+        super().__init__(
+            backend,
+            algo=_Counter(self.params),
+            clock=clock,
+            prefix=prefix,
+            name=name,
+            on_outage=on_outage,
+            pinned_ttl_grace=pinned_ttl_grace,
+        )
+
+    def _describe(self) -> str:
+        return f"limit={self.params.limit}, window={self.params.window!r}"
+
+
+class AsyncTokenBucket(_AsyncLimiter):
+    """The asyncio twin of :class:`TokenBucket` (``AsyncMemoryBackend`` or ``AsyncRedisBackend``).
+
+    Takes the same arguments as :class:`TokenBucket`; ``backend`` is an async backend or URL
+    (a :class:`~dsprims.MemoryBackend` is wrapped to share its state).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: int,
+        *,
+        backend: object = None,
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        name: str | None = None,
+        on_outage: OutagePolicy = "raise",
+        pinned_ttl_grace: float = 3600.0,
+    ) -> None:
+        self.params = TokenBucketParams(rate, capacity)
+        super().__init__(
+            backend,
+            algo=_Gcra(self.params),
+            clock=clock,
+            prefix=prefix,
+            name=name,
+            on_outage=on_outage,
+            pinned_ttl_grace=pinned_ttl_grace,
+        )
+
+    def _describe(self) -> str:
+        return f"rate={self.params.rate!r}, capacity={self.params.capacity}"
+
+
+class AsyncSlidingWindowLog(_AsyncLimiter):
+    """The asyncio twin of :class:`SlidingWindowLog`.
+
+    Takes the same arguments as :class:`SlidingWindowLog`; ``backend`` is an async backend or URL
+    (a :class:`~dsprims.MemoryBackend` is wrapped to share its state).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        backend: object = None,
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        name: str | None = None,
+        on_outage: OutagePolicy = "raise",
+        pinned_ttl_grace: float = 3600.0,
+    ) -> None:
+        self.params = LogParams(limit, window)
+        super().__init__(
+            backend,
+            algo=_Log(self.params),
+            clock=clock,
+            prefix=prefix,
+            name=name,
+            on_outage=on_outage,
+            pinned_ttl_grace=pinned_ttl_grace,
+        )
+
+    def _describe(self) -> str:
+        return f"limit={self.params.limit}, window={self.params.window!r}"
+
+
+class AsyncSlidingWindowCounter(_AsyncLimiter):
+    """The asyncio twin of :class:`SlidingWindowCounter`.
+
+    Takes the same arguments as :class:`SlidingWindowCounter`; ``backend`` is an async backend
+    or URL (a :class:`~dsprims.MemoryBackend` is wrapped to share its state).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        backend: object = None,
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        name: str | None = None,
+        on_outage: OutagePolicy = "raise",
+        pinned_ttl_grace: float = 3600.0,
+    ) -> None:
+        self.params = CounterParams(limit, window)
+        super().__init__(
+            backend,
+            algo=_Counter(self.params),
+            clock=clock,
+            prefix=prefix,
+            name=name,
+            on_outage=on_outage,
+            pinned_ttl_grace=pinned_ttl_grace,
+        )
+
+    def _describe(self) -> str:
+        return f"limit={self.params.limit}, window={self.params.window!r}"

@@ -1,0 +1,334 @@
+"""The limiters on the memory backend: API, exactness through float seconds, waits, bad input."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dsprims import (
+    AsyncCompositeLimiter,
+    AsyncSlidingWindowCounter,
+    AsyncSlidingWindowLog,
+    AsyncTokenBucket,
+    CompositeLimiter,
+    ConfigurationError,
+    ManualClock,
+    MemoryBackend,
+    RateLimitDecision,
+    RateLimitExceeded,
+    SlidingWindowCounter,
+    SlidingWindowLog,
+    TokenBucket,
+)
+from dsprims.testing.strategies import hostile_keys
+from tests.ratelimit.helpers import CoreRunner
+
+Limiter = TokenBucket | SlidingWindowCounter | SlidingWindowLog
+
+
+def _tb(**kw: Any) -> Limiter:
+    return TokenBucket(5, 3, **kw)
+
+
+def _counter(**kw: Any) -> Limiter:
+    return SlidingWindowCounter(3, 0.6, **kw)
+
+
+def _log(**kw: Any) -> Limiter:
+    return SlidingWindowLog(3, 0.6, **kw)
+
+
+SYNC: dict[str, Callable[..., Limiter]] = {"token_bucket": _tb, "counter": _counter, "log": _log}
+CORE_PARAMS: dict[str, dict[str, Any]] = {
+    "token_bucket": {"rate": 5, "capacity": 3},
+    "counter": {"limit": 3, "window": 0.6},
+    "log": {"limit": 3, "window": 0.6},
+}
+
+
+def test_token_bucket_basics(manual_clock: ManualClock) -> None:
+    bucket = TokenBucket(2, 3, clock=manual_clock)
+    assert [bucket.try_acquire("a").allowed for _ in range(4)] == [True, True, True, False]
+    denied = bucket.try_acquire("a")
+    assert denied == RateLimitDecision(False, 0, 0.500001, 1.5, 3)
+    assert bucket.try_acquire("b").allowed  # keys are independent
+    manual_clock.advance(denied.retry_after)
+    assert bucket.try_acquire("a").allowed
+
+
+def test_decision_headers() -> None:
+    allowed = RateLimitDecision(True, 7, 0.0, 2.2, 10)
+    assert allowed.headers() == {
+        "RateLimit-Limit": "10",
+        "RateLimit-Remaining": "7",
+        "RateLimit-Reset": "3",
+    }
+    denied = RateLimitDecision(False, 0, 0.2, 4.0, 10)
+    assert denied.headers()["Retry-After"] == "1"
+    assert denied.headers()["RateLimit-Reset"] == "4"
+    assert RateLimitDecision(False, 0, 2.000001, 4.0, 10).headers()["Retry-After"] == "3"
+
+
+@pytest.mark.parametrize("algo", list(SYNC))
+def test_peek_consumes_nothing_and_reset_forgets(algo: str, manual_clock: ManualClock) -> None:
+    limiter = SYNC[algo](clock=manual_clock)
+    assert limiter.peek("k").remaining == 3
+    for _ in range(5):
+        assert limiter.peek("k", 2).allowed
+    assert [limiter.try_acquire("k").allowed for _ in range(4)] == [True, True, True, False]
+    assert not limiter.peek("k").allowed
+    limiter.reset("k")
+    assert limiter.peek("k").remaining == 3
+    assert limiter.try_acquire("k", 3).allowed
+
+
+@pytest.mark.parametrize("algo", list(SYNC))
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=300_000), st.integers(0, 3), st.booleans()),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_memory_limiter_runs_the_core(algo: str, steps: list[tuple[int, int, bool]]) -> None:
+    """The shell adds nothing: float-second clocks give the core's integer decisions."""
+    clock = ManualClock(start=1000.0)
+    limiter = SYNC[algo](clock=clock)
+    runner = CoreRunner(algo, CORE_PARAMS[algo])
+    now = 1_000_000_000
+    for dt, cost, consume in steps:
+        clock.advance(dt / 1e6)
+        now += dt
+        got = limiter.try_acquire("k", cost) if consume else limiter.peek("k", cost)
+        allowed, remaining, retry, reset = runner.step(now, cost, consume)
+        assert got.allowed == bool(allowed)
+        assert got.remaining == remaining
+        assert got.retry_after == (0.0 if allowed else (retry + 1) / 1e6)
+        assert got.reset_after == reset / 1e6
+
+
+@pytest.mark.parametrize("algo", list(SYNC))
+@given(
+    start=st.floats(min_value=0.0, max_value=1e7, allow_nan=False),
+    gaps=st.lists(st.floats(min_value=0.0, max_value=0.5), min_size=1, max_size=30),
+)
+def test_waiting_retry_after_admits(algo: str, start: float, gaps: list[float]) -> None:
+    """The exactness contract on arbitrary float clocks: wait retry_after, retry, admitted."""
+    clock = ManualClock(start=start)
+    limiter = SYNC[algo](clock=clock)
+    for gap in gaps:
+        clock.advance(gap)
+        decision = limiter.try_acquire("k", 2)
+        if not decision.allowed:
+            clock.advance(decision.retry_after)
+            assert limiter.try_acquire("k", 2).allowed
+
+
+def test_acquire_waits_exactly_on_the_clock(manual_clock: ManualClock) -> None:
+    bucket = TokenBucket(4, 2, clock=manual_clock)
+    start = manual_clock.monotonic()
+    for _ in range(10):
+        assert bucket.acquire("k").allowed
+    # 2 from the burst, then one every 0.25 s (+1 us of padding per wait)
+    assert manual_clock.monotonic() - start == pytest.approx(8 * 0.25, abs=1e-4)
+
+
+def test_acquire_fails_fast_beyond_the_timeout(manual_clock: ManualClock) -> None:
+    bucket = TokenBucket(1, 1, clock=manual_clock)
+    bucket.try_acquire("k")
+    before = manual_clock.monotonic()
+    with pytest.raises(RateLimitExceeded) as info:
+        bucket.acquire("k", timeout=0.5)
+    assert manual_clock.monotonic() == before  # no sleep at all: the wait would be too long
+    assert isinstance(info.value.decision, RateLimitDecision)
+    assert info.value.decision.retry_after > 0.5
+    assert bucket.acquire("k", timeout=1.5).allowed
+    with pytest.raises(ConfigurationError, match="timeout"):
+        bucket.acquire("k", timeout=-1)
+    with pytest.raises(TypeError, match="timeout"):
+        bucket.acquire("k", timeout="1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("algo", list(SYNC))
+def test_bad_input_is_rejected_and_changes_nothing(algo: str, manual_clock: ManualClock) -> None:
+    limiter = SYNC[algo](clock=manual_clock)
+    limiter.try_acquire("k", 2)
+    before = limiter.peek("k")
+    with pytest.raises(ConfigurationError, match="can never be admitted"):
+        limiter.try_acquire("k", 4)
+    with pytest.raises(ConfigurationError, match="cost"):
+        limiter.try_acquire("k", -1)
+    for cost in (1.0, 1.5, "1", None, True):
+        with pytest.raises(TypeError, match="cost"):
+            limiter.try_acquire("k", cost)  # type: ignore[arg-type]
+    for key in (b"k", 1, None, ("k",)):
+        with pytest.raises(TypeError, match="key"):
+            limiter.try_acquire(key)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="key"):
+        limiter.try_acquire("")
+    with pytest.raises(ConfigurationError, match="can never be admitted"):
+        limiter.acquire("k", 4)
+    assert limiter.peek("k") == before
+
+
+def test_constructor_validation() -> None:
+    with pytest.raises(ConfigurationError, match="prefix"):
+        TokenBucket(1, 1, prefix="a b")
+    with pytest.raises(ConfigurationError, match="name"):
+        TokenBucket(1, 1, name="x:y")
+    with pytest.raises(ConfigurationError, match="on_outage"):
+        TokenBucket(1, 1, on_outage="maybe")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="backend"):
+        TokenBucket(1, 1, backend=42)
+    with pytest.raises(ConfigurationError, match="rate"):
+        AsyncTokenBucket(0, 1)
+    with pytest.raises(ConfigurationError, match="window"):
+        SlidingWindowLog(1, 0)
+
+
+@given(key=hostile_keys())
+def test_hostile_keys_stay_namespaced(key: str) -> None:
+    store = MemoryBackend()
+    clock = ManualClock(start=1000.0)
+    bucket = TokenBucket(1, 2, backend=store, clock=clock, prefix="p")
+    assert bucket.try_acquire(key, 2).allowed
+    assert not bucket.try_acquire(key).allowed
+    assert bucket.try_acquire(key + "x").allowed
+    keys = store.keys()
+    assert len(keys) == 2
+    assert all(k.startswith("p:{") and k.endswith("}:rl.tb.1000000.2") for k in keys)
+    assert all(k.count("{") == 1 and k.count("}") == 1 for k in keys)
+
+
+def test_limiters_with_different_settings_do_not_share_state(manual_clock: ManualClock) -> None:
+    store = MemoryBackend()
+    small = TokenBucket(1, 1, backend=store, clock=manual_clock)
+    large = TokenBucket(1, 5, backend=store, clock=manual_clock)
+    named = TokenBucket(1, 1, backend=store, clock=manual_clock, name="other")
+    assert small.try_acquire("k").allowed
+    assert large.try_acquire("k", 5).allowed
+    assert named.try_acquire("k").allowed
+    assert not small.try_acquire("k").allowed
+
+
+def test_idle_keys_expire(manual_clock: ManualClock) -> None:
+    store = MemoryBackend()
+    limiters = [
+        TokenBucket(10, 5, backend=store, clock=manual_clock),
+        SlidingWindowLog(5, 1.0, backend=store, clock=manual_clock),
+        SlidingWindowCounter(5, 1.0, backend=store, clock=manual_clock),
+    ]
+    for limiter in limiters:
+        for i in range(20):
+            limiter.try_acquire(f"user{i}", 3)
+    assert len(store) == 60
+    manual_clock.advance(0.2)
+    assert len(store) == 60  # still needed: nothing refilled or left the window yet
+    manual_clock.advance(0.15)
+    assert len(store) == 40  # the buckets are full again (3 tokens at 10/s): same as absent
+    manual_clock.advance(2.0)
+    assert len(store) == 0
+
+
+@pytest.mark.parametrize("algo", ["token_bucket", "log"])
+def test_threads_never_over_admit(algo: str) -> None:
+    clock = ManualClock(start=1000.0)  # frozen: nothing refills during the test
+    limiter: Limiter = (
+        TokenBucket(1, 500, clock=clock)
+        if algo == "token_bucket"
+        else SlidingWindowLog(500, 10.0, clock=clock)
+    )
+    admitted = []
+    barrier = threading.Barrier(8)
+
+    def hammer() -> None:
+        barrier.wait()
+        admitted.append(sum(limiter.try_acquire("hot").allowed for _ in range(200)))
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(admitted) == 500
+
+
+def test_composite_admits_only_when_all_admit(manual_clock: ManualClock) -> None:
+    store = MemoryBackend()
+    per_user = TokenBucket(1, 2, backend=store, clock=manual_clock)
+    per_window = SlidingWindowLog(3, 10.0, backend=store, clock=manual_clock)
+    both = CompositeLimiter([per_user, per_window])
+    assert both.try_acquire("alice").allowed
+    assert both.try_acquire("alice").allowed
+    denied = both.try_acquire("alice")
+    assert not denied.allowed
+    assert denied.retry_after == pytest.approx(1.0, abs=1e-5)
+    # the denial consumed nothing from the log, which still has one unit left
+    assert per_window.peek("alice").remaining == 1
+    manual_clock.advance(denied.retry_after)
+    ok = both.try_acquire("alice")
+    assert ok.allowed
+    assert ok.remaining == 0
+    assert ok.limit in (2, 3)
+    blocked = both.try_acquire("alice")
+    assert not blocked.allowed
+    assert blocked.retry_after == pytest.approx(10.0 - 1.000001, abs=1e-5)  # the log binds
+    # one key per limiter
+    assert both.try_acquire(["bob", "global"]).allowed
+    assert per_window.peek("global").remaining == 2
+    assert per_user.peek("bob").remaining == 1
+    both.reset("alice")
+    assert both.peek("alice").allowed
+
+
+def test_composite_validation(manual_clock: ManualClock) -> None:
+    store = MemoryBackend()
+    a = TokenBucket(1, 2, backend=store, clock=manual_clock)
+    with pytest.raises(ConfigurationError, match="share one backend"):
+        CompositeLimiter([a, TokenBucket(1, 3, clock=manual_clock)])
+    with pytest.raises(ConfigurationError, match="share one clock"):
+        CompositeLimiter([a, TokenBucket(1, 3, backend=store)])
+    with pytest.raises(ConfigurationError, match="empty"):
+        CompositeLimiter([])
+    with pytest.raises(TypeError, match="limiter"):
+        CompositeLimiter([AsyncTokenBucket(1, 2)])  # type: ignore[list-item]
+    both = CompositeLimiter([a, SlidingWindowCounter(5, 1.0, backend=store, clock=manual_clock)])
+    with pytest.raises(ConfigurationError, match="one per limiter"):
+        both.try_acquire(["x"])
+    with pytest.raises(ConfigurationError, match="never be admitted"):
+        both.try_acquire("x", 3)
+    assert both.try_acquire("x", 2).allowed
+    with pytest.raises(RateLimitExceeded):
+        both.acquire("x", 2, timeout=0.1)
+    assert a.peek("x").remaining == 0
+
+
+async def test_async_twins_share_the_core(manual_clock: ManualClock) -> None:
+    store = MemoryBackend()
+    bucket = AsyncTokenBucket(2, 2, backend=store, clock=manual_clock)
+    sync_view = TokenBucket(2, 2, backend=store, clock=manual_clock)
+    assert (await bucket.try_acquire("k")).allowed
+    assert (await bucket.try_acquire("k")).allowed
+    denied = await bucket.try_acquire("k")
+    assert not denied.allowed
+    assert not sync_view.peek("k").allowed  # same store, same state
+    assert (await bucket.acquire("k", timeout=1.0)).allowed
+    with pytest.raises(RateLimitExceeded):
+        await bucket.acquire("k", timeout=0.1)
+    await bucket.reset("k")
+    assert (await bucket.peek("k")).remaining == 2
+    log = AsyncSlidingWindowLog(2, 1.0, clock=manual_clock)
+    counter = AsyncSlidingWindowCounter(2, 1.0, clock=manual_clock, backend=log.backend)
+    both = AsyncCompositeLimiter([log, counter])
+    assert (await both.try_acquire("k", 2)).allowed
+    assert not (await both.peek("k")).allowed
+    assert (await both.acquire("k", timeout=2.0)).allowed
+    await both.reset("k")
+    assert (await both.peek("k", 2)).allowed
+    assert math.isclose((await log.peek("k")).remaining, 2)
