@@ -47,6 +47,18 @@ from dsprims.ratelimit import (
 
 # isort: split
 # -- circuit breaking (dsprims.breaker) --
+from dsprims.breaker import (
+    AsyncCircuitBreaker,
+    AsyncPermit,
+    BreakerMetrics,
+    BreakerState,
+    CallEvent,
+    CallOutcome,
+    CircuitBreaker,
+    Permit,
+    StateChangeEvent,
+)
+
 # -- logical clocks (dsprims.clocks) --
 # -- locks and fencing (dsprims.locks) --
 from dsprims.locks import (
@@ -81,6 +93,15 @@ __all__ = [  # grouped by area (RUF022 is off for this reason)
     "SlidingWindowLog",
     "TokenBucket",
     # -- circuit breaking --
+    "AsyncCircuitBreaker",
+    "AsyncPermit",
+    "BreakerMetrics",
+    "BreakerState",
+    "CallEvent",
+    "CallOutcome",
+    "CircuitBreaker",
+    "Permit",
+    "StateChangeEvent",
     # -- logical clocks --
     # -- locks and fencing --
     "AsyncFencedStore",

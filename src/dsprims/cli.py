@@ -25,6 +25,7 @@ DEMO_SECTIONS: list[str] = [
     # -- rate limiting --
     "dsprims.ratelimit.demo",
     # -- circuit breaking --
+    "dsprims.breaker.demo",
     # -- logical clocks --
     # -- locks and fencing --
 ]

@@ -22,7 +22,7 @@ bare: backends translate them at their boundary and chain the original (``raise 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "BackendError",
@@ -76,13 +76,25 @@ class CircuitOpenError(DsprimsError):
         retry_after: seconds until the breaker lets a trial call through (0.0 if unknown).
     """
 
-    def __init__(self, name: str, retry_after: float) -> None:
-        super().__init__(f"circuit {name!r} is open; retry after {retry_after:.3f}s")
-        self.name = name
-        self.retry_after = retry_after
+    # Construction stays in C (``BaseException`` keeps ``args``) and the message is formatted
+    # on demand: rejection is the hot path of an open breaker, and most rejections are caught
+    # without ever being printed.
+    if TYPE_CHECKING:
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.retry_after))
+        def __init__(self, name: str, retry_after: float) -> None: ...
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the breaker lets a trial call through (0.0 if unknown)."""
+        return self.args[1]  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        return f"circuit {self.args[0]!r} is open; retry after {self.args[1]:.3f}s"
 
 
 class ClockSkewError(DsprimsError):

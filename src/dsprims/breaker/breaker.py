@@ -1,0 +1,631 @@
+"""Circuit breakers for sync and asyncio code: ``CircuitBreaker`` and ``AsyncCircuitBreaker``.
+
+Both are thin shells over one bookkeeping engine (:mod:`dsprims.breaker._engine`) and the pure
+state machine (:mod:`dsprims.breaker.core`), which follows Resilience4j's CircuitBreaker
+(count/time sliding windows, failure-rate and slow-call-rate thresholds after ``minimum_calls``,
+a fixed number of half-open trial permits, exception filters and result predicates).
+
+Guarantees:
+
+* The protected call never runs under a lock; in ``CLOSED`` admission takes no lock at all, so
+  concurrent calls run in parallel. Outcomes are recorded under a short lock, which makes the
+  breaker correct without relying on the GIL.
+* In ``HALF_OPEN`` exactly ``half_open_calls`` permits are issued per half-open period, across
+  threads and tasks; an ignored or cancelled trial gives its permit back, and outcomes of calls
+  admitted under an older generation are discarded.
+* ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit`` and ``asyncio.CancelledError`` are never
+  failures. The call that trips the breaker raises its own exception; rejected calls raise
+  :class:`~dsprims.CircuitOpenError` with the breaker's name and ``retry_after``.
+* Events reach callbacks in the order the state changed, outside the lock, one at a time.
+
+Failure modes: a call admitted in ``CLOSED`` just before another thread trips the breaker still
+runs (admission linearises at its read of the state), and its outcome is discarded. A custom
+``trip_predicate`` runs under the lock and must be fast and pure.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, Literal, ParamSpec, TypeVar, overload
+
+from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, namespaced_key
+from dsprims.backends.memory import AsyncMemoryBackend, MemoryBackend
+from dsprims.breaker._engine import IGNORED, ExceptionFilter, ResultPredicate, _Engine
+from dsprims.breaker.core import FAILURE, SUCCESS, BreakerParams, BreakerState, TripPredicate
+from dsprims.breaker.events import BreakerMetrics, CallEvent, StateChangeEvent
+from dsprims.errors import CircuitOpenError, ConfigurationError
+from dsprims.timesource import SYSTEM_CLOCK, Clock
+
+__all__ = ["AsyncCircuitBreaker", "AsyncPermit", "CircuitBreaker", "Permit"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _check_filter(name: str, value: Any) -> ExceptionFilter:
+    if callable(value) and not isinstance(value, type):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, type):
+        value = (value,)
+    if not isinstance(value, tuple) or not all(
+        isinstance(t, type) and issubclass(t, BaseException) for t in value
+    ):
+        raise TypeError(
+            f"{name} must be an exception class, a tuple of them, or a predicate, got {value!r}"
+        )
+    return value
+
+
+class _PermitBase:
+    __slots__ = ("_engine", "_settled", "_t0", "generation", "trial")
+
+    def __init__(self, engine: _Engine, generation: int, trial: bool) -> None:
+        self._engine = engine
+        self.generation = generation
+        self.trial = trial
+        self._settled = False
+        self._t0 = engine.mono() if engine.timed else 0.0
+
+    @property
+    def settled(self) -> bool:
+        """Whether an outcome was already reported."""
+        return self._settled
+
+    def _finish(self, code: int, exc: BaseException | None) -> None:
+        # A permit is owned by one caller; settling twice is a bug worth reporting loudly.
+        if self._settled:
+            raise RuntimeError("this permit was already settled")
+        self._settled = True
+        e = self._engine
+        e.finish(self.generation, self.trial, code, e.mono() - self._t0 if e.timed else 0.0, exc)
+
+    def __repr__(self) -> str:
+        kind = "trial" if self.trial else "permit"
+        return f"<{kind} of {self._engine.name!r} gen={self.generation} settled={self._settled}>"
+
+
+class Permit(_PermitBase):
+    """Permission for one call, from :meth:`CircuitBreaker.try_acquire`; settle it exactly once.
+
+    Also a context manager: on exit an unsettled permit is settled from the exception (or as a
+    success).
+    """
+
+    __slots__ = ()
+
+    def success(self) -> None:
+        """Record the call as a success (slow if it took ``slow_call_duration`` or more)."""
+        self._finish(SUCCESS, None)
+
+    def failure(self, exc: BaseException | None = None) -> None:
+        """Record the call as a failure."""
+        self._finish(FAILURE, exc)
+
+    def ignore(self) -> None:
+        """Record nothing; a half-open permit is given back for another trial."""
+        self._finish(IGNORED, None)
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Classify ``exc`` with the breaker's ``record``/``ignore`` filters and settle."""
+        self._finish(self._engine.classify(exc), exc)
+
+    def record_result(self, result: object) -> None:
+        """Settle from a return value with the breaker's ``record_result`` predicate."""
+        self._finish(self._engine.result_code(result), None)
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._settled:
+            if exc is None:
+                self.success()
+            else:
+                self.record_exception(exc)
+
+
+class AsyncPermit(_PermitBase):
+    """The asyncio twin of :class:`Permit` (its methods are coroutines)."""
+
+    __slots__ = ()
+
+    async def success(self) -> None:
+        """See :meth:`Permit.success`."""
+        self._finish(SUCCESS, None)
+
+    async def failure(self, exc: BaseException | None = None) -> None:
+        """See :meth:`Permit.failure`."""
+        self._finish(FAILURE, exc)
+
+    async def ignore(self) -> None:
+        """See :meth:`Permit.ignore`."""
+        self._finish(IGNORED, None)
+
+    async def record_exception(self, exc: BaseException) -> None:
+        """See :meth:`Permit.record_exception`."""
+        self._finish(self._engine.classify(exc), exc)
+
+    async def record_result(self, result: object) -> None:
+        """See :meth:`Permit.record_result`."""
+        self._finish(self._engine.result_code(result), None)
+
+    async def __aenter__(self) -> AsyncPermit:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._settled:
+            if exc is None:
+                await self.success()
+            else:
+                await self.record_exception(exc)
+
+
+class _BreakerBase:
+    """Configuration, inspection and listeners shared by both flavours."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_rate_threshold: float = 0.5,
+        minimum_calls: int = 10,
+        window_size: float = 100,
+        window_type: Literal["count", "time"] = "count",
+        slow_call_duration: float | None = None,
+        slow_call_rate_threshold: float = 1.0,
+        open_duration: float = 30.0,
+        open_duration_multiplier: float = 1.0,
+        max_open_duration: float | None = None,
+        open_duration_jitter: float = 0.0,
+        half_open_calls: int = 1,
+        max_half_open_wait: float | None = None,
+        consecutive_failures: int | None = None,
+        record: ExceptionFilter = (Exception,),
+        ignore: ExceptionFilter = (),
+        record_result: ResultPredicate | None = None,
+        trip_predicate: TripPredicate | None = None,
+        clock: Clock | None = None,
+        backend: Any = None,
+        prefix: str = DEFAULT_PREFIX,
+        rng: random.Random | None = None,
+    ) -> None:
+        check_name(name, param="name")
+        check_prefix(prefix)
+        params = BreakerParams(
+            failure_rate_threshold=failure_rate_threshold,
+            minimum_calls=minimum_calls,
+            window_size=window_size,
+            window_type=window_type,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate_threshold=slow_call_rate_threshold,
+            open_duration=open_duration,
+            open_duration_multiplier=open_duration_multiplier,
+            max_open_duration=max_open_duration,
+            open_duration_jitter=open_duration_jitter,
+            half_open_calls=half_open_calls,
+            max_half_open_wait=max_half_open_wait,
+            consecutive_failures=consecutive_failures,
+        )
+        record = _check_filter("record", record)
+        ignore = _check_filter("ignore", ignore)
+        if record_result is not None and not callable(record_result):
+            raise TypeError("record_result must be a callable or None")
+        if trip_predicate is not None and not callable(trip_predicate):
+            raise TypeError("trip_predicate must be a callable or None")
+        self._name = name
+        self._prefix = prefix
+        self._clock = clock if clock is not None else SYSTEM_CLOCK
+
+        def make() -> _Engine:
+            return _Engine(
+                name,
+                params,
+                self._clock,
+                record=record,
+                ignore=ignore,
+                record_result=record_result,
+                trip_predicate=trip_predicate,
+                rng=rng,
+            )
+
+        if isinstance(backend, AsyncMemoryBackend):
+            backend = backend.store
+        if backend is None:
+            self._engine = make()
+        elif isinstance(backend, MemoryBackend):
+            self._engine = _shared_engine(backend, namespaced_key(prefix, name, "breaker"), make)
+        elif isinstance(backend, str):
+            if backend.startswith("memory://"):
+                self._engine = make()
+            else:
+                raise ConfigurationError(
+                    f"backend {backend!r}: fleet mode (Redis) is not available in this build"
+                )
+        else:
+            raise ConfigurationError(
+                f"backend must be None, a MemoryBackend or a URL, got {type(backend).__name__}"
+            )
+        self._stack: ContextVar[tuple[Any, ...]] = ContextVar(f"dsprims-breaker-{name}")
+
+    # -- inspection --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The breaker's name (as given; it also names the shared key in fleet mode)."""
+        return self._name
+
+    @property
+    def params(self) -> BreakerParams:
+        """The validated configuration."""
+        return self._engine.params
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (an ``OPEN`` whose duration passed reads as ``HALF_OPEN``)."""
+        return self._engine.state()
+
+    def metrics(self) -> BreakerMetrics:
+        """A frozen snapshot of the breaker's statistics."""
+        return self._engine.metrics()
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    def on_state_change(
+        self, callback: Callable[[StateChangeEvent], object]
+    ) -> Callable[[StateChangeEvent], object]:
+        """Call ``callback(event)`` after every state change (usable as a decorator).
+
+        Callbacks run outside the breaker's lock, one at a time, in the order of the changes.
+        An exception in a callback is logged and does not reach the caller.
+        """
+        self._engine.state_listeners.append(callback)
+        return callback
+
+    def on_call(self, callback: Callable[[CallEvent], object]) -> Callable[[CallEvent], object]:
+        """Call ``callback(event)`` for every call outcome and rejection (see on_state_change)."""
+        self._engine.add_call_listener(callback)
+        return callback
+
+    def remove_listener(self, callback: Callable[[Any], object]) -> None:
+        """Stop calling ``callback`` (no error if it was not registered)."""
+        for listeners in (self._engine.state_listeners, self._engine.call_listeners):
+            while callback in listeners:
+                listeners.remove(callback)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, state={self._engine.snap.state.value})"
+
+
+def _shared_engine(backend: MemoryBackend, key: str, make: Callable[[], _Engine]) -> _Engine:
+    # Breakers of one name on one MemoryBackend share one engine (state and window), like
+    # processes sharing a Redis key; their configurations must agree.
+    def fn(old: _Engine | None) -> tuple[_Engine, _Engine]:
+        engine = old if old is not None else make()
+        return engine, engine
+
+    engine = backend.transact(key, fn)
+    fresh = make()
+    if engine.params != fresh.params:
+        raise ConfigurationError(
+            f"breaker {engine.name!r} already exists on this backend with other parameters "
+            f"({engine.params}); use another name or prefix"
+        )
+    return engine
+
+
+async def _acall(
+    engine: _Engine, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+) -> R:
+    # The one async call path, shared by CircuitBreaker.acall and AsyncCircuitBreaker.call.
+    e = engine
+    gen = e.closed_gen
+    trial = False
+    if gen < 0:
+        now = e.mono()
+        if now < e.reject_until and not e.call_listeners:
+            with e.lock:
+                e.rejected += 1
+            raise CircuitOpenError(e.name, e.retry_after(now))
+        adm = e.acquire()
+        gen = adm.generation
+        trial = adm.trial
+    t0 = e.mono() if e.timed else 0.0
+    try:
+        result = await fn(*args, **kwargs)
+    except BaseException as exc:
+        e.finish(gen, trial, e.classify(exc), e.mono() - t0 if e.timed else 0.0, exc)
+        raise
+    if e.quiet:
+        return result  # recording this success would change nothing (see _Engine.quiet)
+    e.finish(
+        gen,
+        trial,
+        SUCCESS if e.record_result is None else e.result_code(result),
+        e.mono() - t0 if e.timed else 0.0,
+    )
+    return result
+
+
+class CircuitBreaker(_BreakerBase):
+    """A circuit breaker for synchronous code (also decorates ``async def`` functions).
+
+    Args:
+        name: the breaker's name (any non-empty string; it is data, never code).
+        failure_rate_threshold: trip when failures / calls reaches this, in (0, 1].
+        minimum_calls: calls the window must hold before rates are evaluated.
+        window_size: calls (``window_type="count"``) or seconds (``"time"``) in the window.
+        window_type: ``"count"`` or ``"time"``.
+        slow_call_duration: calls taking at least this many seconds are slow; None disables
+            slow-call detection (and every clock read on the hot path of count windows).
+        slow_call_rate_threshold: trip when slow calls / calls reaches this, in (0, 1].
+        open_duration: seconds ``OPEN`` lasts the first time.
+        open_duration_multiplier: each further consecutive open lasts this many times longer
+            (1.0 = fixed, 2.0 = exponential backoff); reset when the breaker closes.
+        max_open_duration: cap on the open duration (default: one day).
+        open_duration_jitter: spread each open duration uniformly by ± this fraction.
+        half_open_calls: trial calls let through in ``HALF_OPEN``.
+        max_half_open_wait: re-open when ``HALF_OPEN`` has not reached a verdict after this
+            many seconds (None waits for the trials however long they take).
+        consecutive_failures: also trip after this many failures in a row (None: off).
+        record: exception classes counted as failures, or a predicate on the exception.
+            Exceptions matching neither ``record`` nor ``ignore`` count as successes.
+        ignore: exception classes (or a predicate) that are not recorded at all.
+        record_result: predicate on a return value that makes it count as a failure.
+        trip_predicate: extra trip rule, called with :class:`~dsprims.breaker.WindowCounts`
+            after each recorded outcome; runs under the lock, so keep it fast and pure.
+        clock: time source (default: the system clock).
+        backend: None (a private in-process breaker), a ``MemoryBackend`` (breakers of the
+            same name on it share state), or a URL.
+        prefix: key namespace on the backend.
+        rng: random source for jitter (default: a private ``random.Random``).
+
+    Raises:
+        ConfigurationError: a threshold outside (0, 1], a window < 1, a negative duration.
+        TypeError: a parameter of the wrong type.
+
+    Example:
+        >>> from dsprims import CircuitBreaker
+        >>> breaker = CircuitBreaker("payments", minimum_calls=2, window_size=4)
+        >>> breaker.call(lambda: 42)
+        42
+    """
+
+    # -- calling --------------------------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` under the breaker and return its result.
+
+        Raises:
+            CircuitOpenError: the breaker rejected the call (``fn`` did not run).
+            BaseException: whatever ``fn`` raised, after recording it.
+        """
+        e = self._engine
+        gen = e.closed_gen
+        trial = False
+        if gen < 0:
+            # Rejection inline (no extra frame to unwind): an open period that has not ended.
+            now = e.mono()
+            if now < e.reject_until and not e.call_listeners:
+                with e.lock:
+                    e.rejected += 1
+                raise CircuitOpenError(e.name, e.retry_after(now))
+            adm = e.acquire()
+            gen = adm.generation
+            trial = adm.trial
+        t0 = e.mono() if e.timed else 0.0
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            e.finish(gen, trial, e.classify(exc), e.mono() - t0 if e.timed else 0.0, exc)
+            raise
+        if e.quiet:
+            return result  # recording this success would change nothing (see _Engine.quiet)
+        e.finish(
+            gen,
+            trial,
+            SUCCESS if e.record_result is None else e.result_code(result),
+            e.mono() - t0 if e.timed else 0.0,
+        )
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn(*args, **kwargs)`` under the breaker (see :meth:`call`)."""
+        return await _acall(self._engine, fn, *args, **kwargs)
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a function (plain or ``async def``) so every call goes through the breaker."""
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await self.acall(fn, *args, **kwargs)
+
+            return async_wrapper
+
+        call = self.call
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return call(fn, *args, **kwargs)
+
+        return wrapper
+
+    def try_acquire(self) -> Permit:
+        """Ask for permission for one call; settle the returned permit when it is done.
+
+        Raises:
+            CircuitOpenError: the breaker rejects calls now.
+        """
+        e = self._engine
+        gen = e.closed_gen
+        if gen >= 0:
+            return Permit(e, gen, False)
+        adm = e.acquire()
+        return Permit(e, adm.generation, adm.trial)
+
+    def __enter__(self) -> Permit:
+        permit = self.try_acquire()
+        self._stack.set((*self._stack.get(()), permit))
+        return permit
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack = self._stack.get(())
+        permit = stack[-1]
+        self._stack.set(stack[:-1])
+        permit.__exit__(exc_type, exc, tb)
+
+    # -- manual control ------------------------------------------------------------------------
+
+    def force_open(self) -> None:
+        """Reject every call until another manual transition (state ``FORCED_OPEN``)."""
+        self._engine.transition(BreakerState.FORCED_OPEN, reset=False, reason="force_open()")
+
+    def disable(self) -> None:
+        """Let every call through and record nothing until another manual transition."""
+        self._engine.transition(BreakerState.DISABLED, reset=False, reason="disable()")
+
+    def reset(self) -> None:
+        """Back to a fresh ``CLOSED``: window, rejection count and backoff all forgotten."""
+        self._engine.transition(BreakerState.CLOSED, reset=True, reason="reset()")
+
+    def close(self) -> None:
+        """Move to ``CLOSED`` with an empty window (the backoff count is reset too)."""
+        self._engine.transition(BreakerState.CLOSED, reset=False, reason="close()")
+
+    def open(self) -> None:
+        """Move to ``OPEN`` for the next open duration (it then half-opens as usual)."""
+        self._engine.transition(BreakerState.OPEN, reset=False, reason="open()")
+
+    def half_open(self) -> None:
+        """Move to ``HALF_OPEN`` now, issuing fresh trial permits."""
+        self._engine.transition(BreakerState.HALF_OPEN, reset=False, reason="half_open()")
+
+    def transition_to(self, state: BreakerState) -> None:
+        """Move to ``state`` (any of the five) now."""
+        if not isinstance(state, BreakerState):
+            raise TypeError(f"state must be a BreakerState, got {state!r}")
+        self._engine.transition(state, reset=False, reason=f"transition_to({state.name})")
+
+
+class AsyncCircuitBreaker(_BreakerBase):
+    """The asyncio twin of :class:`CircuitBreaker` (same arguments).
+
+    ``call``, ``try_acquire`` and the manual transitions are coroutines; use ``async with
+    breaker:`` and decorate ``async def`` functions. A cancelled call is never a failure; a
+    cancelled half-open trial gives its permit back.
+
+    Example:
+        >>> import asyncio
+        >>> from dsprims import AsyncCircuitBreaker
+        >>> breaker = AsyncCircuitBreaker("search")
+        >>> async def fetch() -> str:
+        ...     return "ok"
+        >>> asyncio.run(breaker.call(fetch))
+        'ok'
+    """
+
+    async def call(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn(*args, **kwargs)`` under the breaker and return its result.
+
+        Raises:
+            CircuitOpenError: the breaker rejected the call (``fn`` did not run).
+            BaseException: whatever ``fn`` raised, after recording it.
+        """
+        return await _acall(self._engine, fn, *args, **kwargs)
+
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]:
+        """Decorate an ``async def`` function so every call goes through the breaker."""
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("AsyncCircuitBreaker decorates async def functions only")
+        call = self.call
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return await call(fn, *args, **kwargs)
+
+        return wrapper
+
+    async def try_acquire(self) -> AsyncPermit:
+        """See :meth:`CircuitBreaker.try_acquire`; settle the permit with ``await``."""
+        e = self._engine
+        gen = e.closed_gen
+        if gen >= 0:
+            return AsyncPermit(e, gen, False)
+        adm = e.acquire()
+        return AsyncPermit(e, adm.generation, adm.trial)
+
+    async def __aenter__(self) -> AsyncPermit:
+        permit = await self.try_acquire()
+        self._stack.set((*self._stack.get(()), permit))
+        return permit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack = self._stack.get(())
+        permit = stack[-1]
+        self._stack.set(stack[:-1])
+        await permit.__aexit__(exc_type, exc, tb)
+
+    async def force_open(self) -> None:
+        """See :meth:`CircuitBreaker.force_open`."""
+        self._engine.transition(BreakerState.FORCED_OPEN, reset=False, reason="force_open()")
+
+    async def disable(self) -> None:
+        """See :meth:`CircuitBreaker.disable`."""
+        self._engine.transition(BreakerState.DISABLED, reset=False, reason="disable()")
+
+    async def reset(self) -> None:
+        """See :meth:`CircuitBreaker.reset`."""
+        self._engine.transition(BreakerState.CLOSED, reset=True, reason="reset()")
+
+    async def close(self) -> None:
+        """See :meth:`CircuitBreaker.close`."""
+        self._engine.transition(BreakerState.CLOSED, reset=False, reason="close()")
+
+    async def open(self) -> None:
+        """See :meth:`CircuitBreaker.open`."""
+        self._engine.transition(BreakerState.OPEN, reset=False, reason="open()")
+
+    async def half_open(self) -> None:
+        """See :meth:`CircuitBreaker.half_open`."""
+        self._engine.transition(BreakerState.HALF_OPEN, reset=False, reason="half_open()")
+
+    async def transition_to(self, state: BreakerState) -> None:
+        """See :meth:`CircuitBreaker.transition_to`."""
+        if not isinstance(state, BreakerState):
+            raise TypeError(f"state must be a BreakerState, got {state!r}")
+        self._engine.transition(state, reset=False, reason=f"transition_to({state.name})")
