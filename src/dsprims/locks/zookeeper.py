@@ -1,0 +1,888 @@
+"""ZooKeeper locks with fencing tokens: :class:`ZooKeeperLock` and :class:`AsyncZooKeeperLock`.
+
+Algorithm: the ZooKeeper lock recipe (ephemeral sequential contender nodes, FIFO by sequence
+number, each waiter watching only its predecessor), with the fencing token taken from the
+contender node's ``czxid`` (Kleppmann, "How to do distributed locking", 2016). The decisions live
+in :mod:`dsprims.locks.zookeeper_core`; this module runs them against kazoo, from threads
+(:class:`ZooKeeperLock`) or from asyncio (:class:`AsyncZooKeeperLock`; kazoo has no asyncio
+driver, so its ``*_async`` results are bridged to asyncio futures with
+``loop.call_soon_threadsafe``).
+
+Round trips: an uncontended ``acquire`` + ``release`` costs two (one ``multi`` that enrolls and
+reads the fencing token, one ``delete``); a contended acquire adds one ``getChildren`` and one
+``exists`` watch per change of predecessor.
+
+Guarantees:
+
+* Mutual exclusion while the holder's ZooKeeper session lives; tokens strictly increase per lock
+  name across all grants, restarts and leader changes (zxids only grow).
+* Loss detection without a round trip: a lease's local deadline is the send time of the last
+  request the server answered plus the session timeout (minus a drift allowance). A per-client
+  heartbeat (one ``exists`` of each held contender node every third of the session timeout)
+  moves it forward while the session is healthy; a paused process finds ``lease.lost`` true as
+  soon as it resumes.
+* Session states: ``SUSPENDED`` (connection lost, session maybe alive) puts leases *at risk*:
+  they are **not** marked lost at once (the session may well survive a short blip), but no
+  heartbeat can confirm them, so they become lost at their local deadline, which is no later than
+  the moment the server could expire the session. Pass ``suspended_is_lost=True`` to mark them
+  lost at ``SUSPENDED`` instead (Curator's strict mode). ``LOST`` (session expired) marks every
+  lease of that session lost and fires ``on_lost``. A lost lease stays lost.
+* ``release()`` of a lost lease raises :class:`~dsprims.LockLost` (after deleting the node if it
+  is still there). A non-owner cannot release: the node name carries a random owner id.
+* No leaked contender node: an acquire that times out, fails or is cancelled deletes its node;
+  a ``create`` that was abandoned before its reply arrived is deleted when the reply comes, and
+  one whose reply was lost with the connection is found by its owner id and deleted when the
+  client reconnects (kazoo issue #732). Ephemeral nodes vanish with their session anyway.
+
+Failure modes: every request is bounded by the backend's ``timeout`` and raises
+:class:`~dsprims.BackendUnavailable` when the server does not answer in time; a lease whose
+session cannot be confirmed becomes lost at its local deadline (conservative: the session may in
+fact have survived). The session timeout used for the deadline is the one the client asked for;
+a server configured with a smaller ``maxSessionTimeout`` would negotiate it down, so pass
+``session_timeout=`` when that is the case. Deleting a contender node by hand is noticed at the
+next heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+import weakref
+from collections.abc import Callable, Generator
+from types import TracebackType
+from typing import Any
+
+from dsprims.backends.base import DEFAULT_PREFIX, check_name
+from dsprims.errors import BackendError, ConfigurationError, LockNotAcquired, LockNotOwned
+from dsprims.locks.core import CLOCK_DRIFT_FLOOR, check_timeout, check_ttl
+from dsprims.locks.lease import AsyncLease, Lease, LeaseBase, OnLost
+from dsprims.locks.zookeeper_core import (
+    Action,
+    AwaitChange,
+    Busy,
+    ContenderVanished,
+    Enroll,
+    Enrolled,
+    Granted,
+    ListContenders,
+    MakeParent,
+    Outcome,
+    ParentMissing,
+    WatchPredecessor,
+    acquire_protocol,
+    confirm_deadline,
+    owned_by,
+)
+from dsprims.timesource import SYSTEM_CLOCK, Clock
+
+try:
+    import kazoo.exceptions as kexc
+    from kazoo.client import KazooClient, KazooState
+    from kazoo.protocol.states import ZnodeStat
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("ZooKeeper locks need kazoo: pip install 'dsprims[zookeeper]'") from exc
+
+from dsprims.backends.zookeeper import ZooKeeperBackend, translate_zookeeper_error
+
+__all__ = ["AsyncZooKeeperLock", "ZooKeeperLock"]
+
+logger = logging.getLogger(__name__)
+
+_DRIVER_ERRORS = (kexc.KazooException, OSError)
+
+
+def _resolve(backend: object) -> ZooKeeperBackend:
+    if isinstance(backend, str):
+        from dsprims.backends.url import backend_from_url
+
+        backend = backend_from_url(backend)
+    if not isinstance(backend, ZooKeeperBackend):
+        raise ConfigurationError(
+            f"backend must be a ZooKeeperBackend or a zookeeper:// URL, got {backend!r}"
+        )
+    return backend
+
+
+def _ignore_result(result: Any) -> None:
+    with contextlib.suppress(Exception):
+        result.get(block=False)
+
+
+# -- per-client session tracking, heartbeats and the janitor ------------------------------------
+
+
+class _Held:
+    """A lease tracked by a :class:`_Session`."""
+
+    __slots__ = ("clock", "lease", "path", "strict", "timeout")
+
+    def __init__(
+        self, lease: LeaseBase, path: str, clock: Clock, timeout: float, strict: bool
+    ) -> None:
+        self.lease = lease
+        self.path = path
+        self.clock = clock
+        self.timeout = timeout
+        self.strict = strict
+
+
+class _Session:
+    """What one kazoo client's locks share: a state listener, a heartbeat, a janitor.
+
+    * Listener: ``LOST`` marks every tracked lease lost; ``SUSPENDED`` marks the strict ones;
+      state changes wake waiting acquires so they re-check instead of sleeping on a dead watch.
+    * Heartbeat: one daemon thread per client, alive only while leases are held, sending an
+      ``exists`` for each contender node every third of the session timeout; an answer moves
+      the lease deadline (:func:`confirm_deadline`), a missing node marks the lease lost.
+    * Janitor: ``(lock znode, owner)`` pairs whose contender node may exist without anyone
+      waiting for it; swept (children listed, matching nodes deleted) on every reconnect.
+    """
+
+    def __init__(self, client: KazooClient) -> None:
+        self._client = weakref.ref(client)
+        self._lock = threading.Lock()
+        self._held: dict[int, _Held] = {}
+        self._wakers: set[Callable[[], None]] = set()
+        self._pending: set[tuple[str, str]] = set()
+        self._kick = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: Incremented at every LOST; a grant that straddles one is lost on arrival.
+        self.losses = 0
+        client.add_listener(self._on_state)
+
+    # -- session states ----------------------------------------------------------------------
+
+    def _on_state(self, state: str) -> None:
+        # Runs on kazoo's connection thread: never block it (on_lost callbacks may block).
+        with self._lock:
+            if state == KazooState.LOST:
+                self.losses += 1
+                doomed = list(self._held.values())
+                self._pending.clear()  # ephemeral nodes died with the session
+            elif state == KazooState.SUSPENDED:
+                doomed = [held for held in self._held.values() if held.strict]
+            else:
+                doomed = []
+            wakers = list(self._wakers)
+        reason = (
+            "the ZooKeeper session expired (LOST)"
+            if state == KazooState.LOST
+            else "the ZooKeeper connection was SUSPENDED (suspended_is_lost=True)"
+        )
+        if doomed:
+            threading.Thread(
+                target=self._mark_lost, args=(doomed, reason), daemon=True, name="dsprims-zk-lost"
+            ).start()
+        if state == KazooState.CONNECTED:
+            self._kick.set()
+            self.sweep()
+        for wake in wakers:
+            wake()
+
+    @staticmethod
+    def _mark_lost(doomed: list[_Held], reason: str) -> None:
+        for held in doomed:
+            held.lease._mark_lost(reason)
+
+    def add_waker(self, wake: Callable[[], None]) -> None:
+        with self._lock:
+            self._wakers.add(wake)
+
+    def remove_waker(self, wake: Callable[[], None]) -> None:
+        with self._lock:
+            self._wakers.discard(wake)
+
+    # -- held leases and the heartbeat -------------------------------------------------------
+
+    def track(self, held: _Held, losses_before: int) -> None:
+        """Watch ``held.lease`` until it is released or lost."""
+        key = id(held.lease)
+        client = self._client()
+        with self._lock:
+            self._held[key] = held
+            straddled = self.losses != losses_before
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._heartbeat, daemon=True, name="dsprims-zk-heartbeat"
+                )
+                self._thread.start()
+        held.lease._renewal = lambda: self.untrack(key)
+        if straddled:
+            held.lease._mark_lost("the ZooKeeper session expired while the lock was granted")
+        elif held.strict and client is not None and client.state == KazooState.SUSPENDED:
+            held.lease._mark_lost("the ZooKeeper connection was SUSPENDED at the grant")
+
+    def untrack(self, key: int) -> None:
+        with self._lock:
+            self._held.pop(key, None)
+
+    def _heartbeat(self) -> None:
+        while True:
+            with self._lock:
+                held = list(self._held.values())
+                if not held:
+                    self._thread = None
+                    return
+            client = self._client()
+            if client is None:
+                return
+            if client.state == KazooState.CONNECTED:
+                for item in held:
+                    if item.lease.lost:  # reading it fires on_lost once the deadline passed
+                        continue
+                    sent = item.clock.monotonic()
+                    try:
+                        result = client.exists_async(item.path)
+                    except _DRIVER_ERRORS:
+                        break
+                    result.rawlink(lambda r, item=item, sent=sent: self._confirmed(item, sent, r))
+            else:
+                for item in held:
+                    _ = item.lease.lost
+            period = min(item.timeout for item in held) / 3.0
+            del client, held
+            self._kick.wait(max(period, 0.02))
+            self._kick.clear()
+
+    @staticmethod
+    def _confirmed(held: _Held, sent: float, result: Any) -> None:
+        try:
+            stat = result.get(block=False)
+        except Exception:  # unanswered: the local deadline decides
+            return
+        lease = held.lease
+        if lease.released:
+            return
+        if stat is None:
+            lease._mark_lost("the lock znode was deleted")
+            return
+        if lease.lost:
+            return
+        deadline = confirm_deadline(
+            lease.deadline, sent, held.timeout, lease._drift, CLOCK_DRIFT_FLOOR
+        )
+        if deadline is None:
+            _ = lease.lost
+        else:
+            lease._set_deadline(deadline)
+
+    # -- janitor -----------------------------------------------------------------------------
+
+    def abandon_create(self, result: Any, parent: str, owner: str) -> None:
+        """A create was given up before its reply: delete the node whenever it turns up."""
+        with self._lock:
+            self._pending.add((parent, owner))
+
+        def created(res: Any) -> None:
+            try:
+                value = res.get(block=False)
+            except (kexc.NoNodeError, kexc.NoAuthError, kexc.NodeExistsError):
+                self._forget(parent, owner)  # nothing was created
+                return
+            except Exception:
+                return  # unknown: swept by owner id on reconnect
+            path = _created_path(value)
+            if path is None:
+                self._forget(parent, owner)
+            else:
+                self.discard_node(path, parent, owner)
+
+        result.rawlink(created)
+
+    def discard_node(self, path: str, parent: str, owner: str) -> None:
+        """Delete a contender node nobody waits for (fire and forget, swept again on failure)."""
+        client = self._client()
+        if client is None:
+            return
+        with self._lock:
+            self._pending.add((parent, owner))
+        try:
+            result = client.delete_async(path)
+        except _DRIVER_ERRORS:
+            return
+        result.rawlink(lambda r: self._deleted(r, parent, owner))
+
+    def _deleted(self, result: Any, parent: str, owner: str) -> None:
+        try:
+            result.get(block=False)
+        except kexc.NoNodeError:
+            pass
+        except Exception:
+            return
+        self._forget(parent, owner)
+
+    def _forget(self, parent: str, owner: str) -> None:
+        with self._lock:
+            self._pending.discard((parent, owner))
+
+    def sweep(self) -> None:
+        """List each pending lock znode and delete the nodes of abandoned owners."""
+        client = self._client()
+        if client is None:
+            return
+        with self._lock:
+            pending = list(self._pending)
+        for parent, owner in pending:
+            try:
+                result = client.get_children_async(parent)
+            except _DRIVER_ERRORS:
+                return
+            result.rawlink(lambda r, p=parent, o=owner: self._listed(r, p, o))
+
+    def _listed(self, result: Any, parent: str, owner: str) -> None:
+        try:
+            children = result.get(block=False)
+        except kexc.NoNodeError:
+            self._forget(parent, owner)
+            return
+        except Exception:
+            return
+        mine = [child for child in children if owned_by(child, owner)]
+        if not mine:
+            self._forget(parent, owner)
+        for child in mine:
+            self.discard_node(f"{parent}/{child}", parent, owner)
+
+    def pending(self) -> set[tuple[str, str]]:
+        """The ``(lock znode, owner)`` pairs not yet cleaned up (for tests and metrics)."""
+        with self._lock:
+            return set(self._pending)
+
+
+_SESSIONS: weakref.WeakKeyDictionary[KazooClient, _Session] = weakref.WeakKeyDictionary()
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session_for(client: KazooClient) -> _Session:
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(client)
+        if session is None:
+            session = _Session(client)
+            _SESSIONS[client] = session
+        return session
+
+
+def _created_path(value: Any) -> str | None:
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return value[0]
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def _enrolled(results: Any) -> Enrolled:
+    """Decode the ``[create, setData]`` results of an :class:`Enroll` multi."""
+    if (
+        isinstance(results, list)
+        and len(results) == 2
+        and isinstance(results[0], str)
+        and isinstance(results[1], ZnodeStat)
+    ):
+        stat = results[1]
+        # Same transaction, same zxid: the parent's mzxid is the new node's czxid.
+        return Enrolled(results[0], int(stat.mzxid), int(stat.numChildren) == 1)
+    errors = (
+        [r for r in results if isinstance(r, BaseException)] if isinstance(results, list) else []
+    )
+    if any(isinstance(err, kexc.NoNodeError) for err in errors):
+        raise ParentMissing
+    cause = next(
+        (e for e in errors if not isinstance(e, kexc.RolledBackError | kexc.RuntimeInconsistency)),
+        None,
+    )
+    if cause is not None:
+        raise translate_zookeeper_error(cause) from cause
+    raise BackendError(f"unexpected answer to the lock transaction: {results!r}")
+
+
+# -- the shared part of both lock classes -------------------------------------------------------
+
+
+class _Attempt:
+    """One acquire attempt: the protocol generator plus what cleanup needs to know."""
+
+    __slots__ = ("confirmed", "gen", "node", "owner", "parent", "session")
+
+    def __init__(self, parent: str, session: _Session, *, wait: bool) -> None:
+        self.parent = parent
+        self.session = session
+        self.owner = secrets.token_hex(16)
+        self.gen: Generator[Action, object, Outcome] = acquire_protocol(
+            parent, self.owner, wait=wait
+        )
+        self.node: str | None = None
+        #: Lock-clock time just before the last request the server answered.
+        self.confirmed = 0.0
+
+    def abandon(self) -> None:
+        if self.node is not None:
+            self.session.discard_node(self.node, self.parent, self.owner)
+            self.node = None
+
+
+class _ZooKeeperLockBase:
+    """Validation, paths and request building shared by the thread and asyncio locks."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        backend: ZooKeeperBackend | str,
+        prefix: str = DEFAULT_PREFIX,
+        session_timeout: float | None = None,
+        suspended_is_lost: bool = False,
+        on_lost: OnLost | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        clock_drift: float = 0.01,
+    ) -> None:
+        self.name = check_name(name, "name")
+        self._backend = _resolve(backend)
+        self._parent = self._backend.path(prefix, name)
+        self.prefix = prefix
+        self.session_timeout: float
+        requested = float(self._backend.client._session_timeout) / 1000.0
+        if session_timeout is None:
+            self.session_timeout = requested
+        else:
+            self.session_timeout = min(check_ttl(session_timeout, "session_timeout"), requested)
+        if not isinstance(suspended_is_lost, bool):
+            raise TypeError("suspended_is_lost must be a bool")
+        if on_lost is not None and not callable(on_lost):
+            raise TypeError("on_lost must be callable or None")
+        drift = check_timeout(clock_drift, "clock_drift")
+        if drift is None or drift >= 0.5:
+            raise ConfigurationError(f"clock_drift must be in [0, 0.5), got {clock_drift!r}")
+        self.suspended_is_lost = suspended_is_lost
+        self.on_lost = on_lost
+        self.clock = clock
+        self.clock_drift = drift
+        self._session = _session_for(self._backend.client)
+
+    @property
+    def backend(self) -> ZooKeeperBackend:
+        """The backend this lock runs on."""
+        return self._backend
+
+    @property
+    def path(self) -> str:
+        """The lock znode; contender nodes are its children."""
+        return self._parent
+
+    def _deadline(self, timeout: object) -> float | None:
+        limit = check_timeout(timeout)
+        return None if limit is None else self.clock.monotonic() + limit
+
+    def _start(
+        self, attempt: _Attempt, action: Action, arm: Callable[[], Callable[[Any], None]]
+    ) -> tuple[Any, Callable[[Any], object]]:
+        """Send the request for ``action``; return its kazoo result and a decoder."""
+        backend = self._backend
+        client = backend.client
+        backend.check_connected()
+        try:
+            if isinstance(action, Enroll):
+                tx = client.transaction()
+                tx.create(
+                    f"{action.parent}/{action.prefix}",
+                    b"",
+                    acl=backend.acl,
+                    ephemeral=True,
+                    sequence=True,
+                )
+                tx.set_data(action.parent, b"")
+                return tx.commit_async(), _enrolled
+            if isinstance(action, MakeParent):
+                return client.ensure_path_async(action.parent, acl=backend.acl), _none
+            if isinstance(action, ListContenders):
+                return client.get_children_async(action.parent), list
+            if isinstance(action, WatchPredecessor):
+                return client.exists_async(action.path, watch=arm()), _exists
+        except _DRIVER_ERRORS as exc:
+            raise translate_zookeeper_error(exc) from exc
+        raise AssertionError(f"no request for {action!r}")  # pragma: no cover
+
+    def _granted_args(self, attempt: _Attempt, outcome: Granted) -> dict[str, Any]:
+        return {
+            "owner": outcome.path,
+            "clock": self.clock,
+            "ttl": self.session_timeout,
+            "start": attempt.confirmed,
+            "clock_drift": self.clock_drift,
+            "on_lost": self.on_lost,
+        }
+
+    def _track(self, lease: LeaseBase, losses_before: int) -> None:
+        held = _Held(lease, lease.owner, self.clock, self.session_timeout, self.suspended_is_lost)
+        self._session.track(held, losses_before)
+
+    def _not_acquired(self, timeout: object) -> LockNotAcquired:
+        return LockNotAcquired(f"lock {self.name!r} not acquired within {timeout!r} s")
+
+    def pending_cleanups(self) -> int:
+        """How many abandoned contender nodes of this client still await deletion."""
+        return len(self._session.pending())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, path={self._parent!r})"
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+def _exists(stat: Any) -> bool:
+    return stat is not None
+
+
+def _lost_node(lease: LeaseBase) -> Exception:
+    from dsprims.errors import LockLost
+
+    return LockLost(
+        f"lock {lease.name!r} (token {lease.token}) lost: its znode is gone "
+        "(the session expired or the node was deleted)"
+    )
+
+
+class _Timeout(Exception):
+    pass
+
+
+class ZooKeeperLock(_ZooKeeperLockBase):
+    """A distributed lock on ZooKeeper with fencing tokens (see the module docstring).
+
+    Args:
+        name: the lock name (any non-empty string; it is encoded into one znode name).
+        backend: a :class:`~dsprims.ZooKeeperBackend` or a ``zookeeper://`` URL.
+        prefix: the top znode of dsprims data (default ``"dsprims"``).
+        session_timeout: seconds used for the local lease deadline; defaults to the client's
+            session timeout (pass the negotiated value if the server lowers it).
+        suspended_is_lost: mark leases lost as soon as the connection is SUSPENDED instead of at
+            their local deadline.
+        on_lost: ``on_lost(lease)`` called once when a lease is found lost.
+        clock: the monotonic clock for lease deadlines and acquire timeouts.
+        clock_drift: fraction of the session timeout subtracted from every deadline.
+
+    Raises:
+        ConfigurationError: bad parameters (empty name, non-ZooKeeper backend, bad timeout).
+    """
+
+    def acquire(self, timeout: float | None = None) -> Lease:
+        """Wait until the lock is granted (FIFO) and return the lease.
+
+        Args:
+            timeout: seconds to wait for other holders (``None``: forever; ``0``: one try).
+                Each request is also bounded by the backend's timeout.
+
+        Raises:
+            LockNotAcquired: ``timeout`` passed; the contender node was removed.
+            BackendUnavailable: ZooKeeper did not answer in time.
+            ConfigurationError: ``timeout`` is negative or NaN.
+        """
+        lease = self._run(wait=True, timeout=timeout)
+        if lease is None:  # pragma: no cover - the waiting protocol never returns Busy
+            raise self._not_acquired(timeout)
+        return lease
+
+    def try_acquire(self) -> Lease | None:
+        """Take the lock if it is free right now (no waiting); ``None`` if it is held."""
+        return self._run(wait=False, timeout=None)
+
+    def _run(self, *, wait: bool, timeout: object) -> Lease | None:
+        deadline = self._deadline(timeout)
+        backend = self._backend
+        attempt = _Attempt(self._parent, self._session, wait=wait)
+        wake = threading.Event()
+        losses = self._session.losses
+        self._session.add_waker(wake.set)
+
+        def arm() -> Callable[[Any], None]:
+            wake.clear()
+            return lambda _event: wake.set()
+
+        try:
+            result: object = None
+            error: BaseException | None = None
+            while True:
+                try:
+                    action = attempt.gen.throw(error) if error else attempt.gen.send(result)
+                except StopIteration as stop:
+                    outcome: Outcome = stop.value
+                    break
+                result, error = None, None
+                if isinstance(action, AwaitChange):
+                    remaining = None if deadline is None else deadline - self.clock.monotonic()
+                    if remaining is not None and (remaining <= 0 or not wake.wait(remaining)):
+                        raise _Timeout
+                    if remaining is None:
+                        wake.wait()
+                    continue
+                sent = self.clock.monotonic()
+                request, decode = self._start(attempt, action, arm)
+                try:
+                    raw = backend.wait(request)
+                except BaseException:
+                    if isinstance(action, Enroll):
+                        self._session.abandon_create(request, attempt.parent, attempt.owner)
+                    raise
+                attempt.confirmed = sent
+                try:
+                    result = decode(raw)
+                except ParentMissing as exc:
+                    error = exc
+                    continue
+                if isinstance(result, Enrolled):
+                    attempt.node = result.path
+        except _Timeout:
+            with contextlib.suppress(Exception):  # on failure the janitor takes over
+                self._delete_now(attempt)
+            raise self._not_acquired(timeout) from None
+        except ContenderVanished as exc:
+            attempt.abandon()
+            raise BackendError(str(exc)) from exc
+        except BaseException:
+            attempt.abandon()
+            raise
+        finally:
+            self._session.remove_waker(wake.set)
+        if isinstance(outcome, Busy):
+            self._delete_now(attempt)
+            return None
+        lease = Lease(self.name, outcome.token, driver=self, **self._granted_args(attempt, outcome))
+        self._track(lease, losses)
+        return lease
+
+    def _delete_now(self, attempt: _Attempt) -> None:
+        node, attempt.node = attempt.node, None
+        if node is None:
+            return
+        try:
+            self._backend.request("delete", node, expected=(kexc.NoNodeError,))
+        except kexc.NoNodeError:
+            pass
+        except Exception:
+            self._session.discard_node(node, attempt.parent, attempt.owner)
+            raise
+
+    # -- LeaseDriver ---------------------------------------------------------------------------
+
+    def release_lease(self, lease: Lease) -> None:
+        """Delete the contender node (LeaseDriver hook; call ``lease.release()`` instead)."""
+        try:
+            self._backend.request("delete", lease.owner, expected=(kexc.NoNodeError,))
+        except kexc.NoNodeError:
+            raise _lost_node(lease) from None
+
+    def extend_lease(self, lease: Lease, ttl: float | None) -> float | None:
+        """Confirm the session and the node (LeaseDriver hook; ZooKeeper leases have no TTL)."""
+        if self._backend.request("exists", lease.owner) is None:
+            raise _lost_node(lease)
+        return self.session_timeout
+
+    # -- context manager -----------------------------------------------------------------------
+
+    def __enter__(self) -> Lease:
+        lease = self.acquire()
+        _push(self, lease)
+        return lease
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _pop(self).__exit__(exc_type, exc, tb)
+
+
+class AsyncZooKeeperLock(_ZooKeeperLockBase):
+    """The asyncio twin of :class:`ZooKeeperLock` (same arguments).
+
+    ``acquire`` is cancellation-safe: cancelling it (``asyncio.wait_for``, a task cancel) at any
+    point removes its contender node, also when the ``create`` reply is still in flight.
+    """
+
+    async def acquire(self, timeout: float | None = None) -> AsyncLease:  # noqa: ASYNC109
+        """See :meth:`ZooKeeperLock.acquire`."""
+        lease = await self._run(wait=True, timeout=timeout)
+        if lease is None:  # pragma: no cover - the waiting protocol never returns Busy
+            raise self._not_acquired(timeout)
+        return lease
+
+    async def try_acquire(self) -> AsyncLease | None:
+        """See :meth:`ZooKeeperLock.try_acquire`."""
+        return await self._run(wait=False, timeout=None)
+
+    async def _await(self, request: Any) -> Any:
+        """Wait for a kazoo result from asyncio, bounded by the backend timeout."""
+        future = _bridge(request, asyncio.get_running_loop())
+        try:
+            async with asyncio.timeout(self._backend.timeout):
+                return await future
+        except TimeoutError as exc:
+            raise translate_zookeeper_error(exc) from exc
+        except _DRIVER_ERRORS as exc:
+            raise translate_zookeeper_error(exc) from exc
+
+    async def _run(self, *, wait: bool, timeout: object) -> AsyncLease | None:  # noqa: ASYNC109
+        deadline = self._deadline(timeout)
+        loop = asyncio.get_running_loop()
+        attempt = _Attempt(self._parent, self._session, wait=wait)
+        wake = asyncio.Event()
+        losses = self._session.losses
+
+        def wake_threadsafe() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(wake.set)
+
+        def arm() -> Callable[[Any], None]:
+            wake.clear()
+            return lambda _event: wake_threadsafe()
+
+        self._session.add_waker(wake_threadsafe)
+        try:
+            result: object = None
+            error: BaseException | None = None
+            while True:
+                try:
+                    action = attempt.gen.throw(error) if error else attempt.gen.send(result)
+                except StopIteration as stop:
+                    outcome: Outcome = stop.value
+                    break
+                result, error = None, None
+                if isinstance(action, AwaitChange):
+                    remaining = None if deadline is None else deadline - self.clock.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise _Timeout
+                    try:
+                        async with asyncio.timeout(remaining):
+                            await wake.wait()
+                    except TimeoutError:
+                        raise _Timeout from None
+                    continue
+                sent = self.clock.monotonic()
+                request, decode = self._start(attempt, action, arm)
+                try:
+                    raw = await self._await(request)
+                except BaseException:
+                    if isinstance(action, Enroll):
+                        self._session.abandon_create(request, attempt.parent, attempt.owner)
+                    raise
+                attempt.confirmed = sent
+                try:
+                    result = decode(raw)
+                except ParentMissing as exc:
+                    error = exc
+                    continue
+                if isinstance(result, Enrolled):
+                    attempt.node = result.path
+        except _Timeout:
+            with contextlib.suppress(Exception):  # on failure the janitor takes over
+                await self._delete_now(attempt)
+            raise self._not_acquired(timeout) from None
+        except ContenderVanished as exc:
+            attempt.abandon()
+            raise BackendError(str(exc)) from exc
+        except BaseException:
+            attempt.abandon()  # also on CancelledError: fire and forget, nothing to await
+            raise
+        finally:
+            self._session.remove_waker(wake_threadsafe)
+        if isinstance(outcome, Busy):
+            await self._delete_now(attempt)
+            return None
+        lease = AsyncLease(
+            self.name, outcome.token, driver=self, **self._granted_args(attempt, outcome)
+        )
+        self._track(lease, losses)
+        return lease
+
+    async def _delete_now(self, attempt: _Attempt) -> None:
+        node = attempt.node
+        if node is None:
+            return
+        try:
+            self._backend.check_connected()
+            await self._await(self._backend.client.delete_async(node))
+        except kexc.NoNodeError:
+            pass
+        except BaseException:
+            attempt.abandon()
+            raise
+        attempt.node = None
+
+    # -- AsyncLeaseDriver ----------------------------------------------------------------------
+
+    async def release_lease(self, lease: AsyncLease) -> None:
+        """Delete the contender node (driver hook; call ``await lease.release()`` instead)."""
+        self._backend.check_connected()
+        try:
+            await self._await(self._backend.client.delete_async(lease.owner))
+        except kexc.NoNodeError:
+            raise _lost_node(lease) from None
+
+    async def extend_lease(self, lease: AsyncLease, ttl: float | None) -> float | None:
+        """Confirm the session and the node (driver hook; ZooKeeper leases have no TTL)."""
+        self._backend.check_connected()
+        if await self._await(self._backend.client.exists_async(lease.owner)) is None:
+            raise _lost_node(lease)
+        return self.session_timeout
+
+    # -- context manager -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncLease:
+        lease = await self.acquire()
+        _push(self, lease)
+        return lease
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await _pop(self).__aexit__(exc_type, exc, tb)
+
+
+def _bridge(request: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+    """An asyncio future settled from a kazoo ``IAsyncResult`` (completed on kazoo's thread)."""
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def done(result: Any) -> None:
+        try:
+            value, error = result.get(block=False), None
+        except BaseException as exc:
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, value, error)
+
+    request.rawlink(done)
+    return future
+
+
+# Leases entered through ``with lock:`` (one stack per lock object, LIFO).
+_ENTERED: weakref.WeakKeyDictionary[object, list[Any]] = weakref.WeakKeyDictionary()
+_ENTERED_LOCK = threading.Lock()
+
+
+def _push(lock: object, lease: LeaseBase) -> None:
+    with _ENTERED_LOCK:
+        _ENTERED.setdefault(lock, []).append(lease)
+
+
+def _pop(lock: object) -> Any:
+    with _ENTERED_LOCK:
+        stack = _ENTERED.get(lock)
+        if not stack:
+            raise LockNotOwned("the lock was not entered with 'with'")
+        return stack.pop()

@@ -1,0 +1,77 @@
+"""Child processes for the ZooKeeper lock acceptance tests (run as ``python child.py MODE …``).
+
+``hold URL PREFIX``: acquire the lock, print ``HELD <token>``, wait for a line on stdin, then
+print ``LOST <bool>``, try a fenced write (``WRITE ok|stale``) and a release
+(``RELEASE ok|lost``).
+
+``count URL PREFIX SECONDS``: read-modify-write a counter znode under the lock until SECONDS
+have passed; print ``DONE <increments>``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from dsprims import BackendUnavailable, LockLost, StaleTokenError, backend_from_url
+from dsprims.backends.zookeeper import ZooKeeperBackend
+from dsprims.locks.fenced_zookeeper import ZooKeeperFence
+from dsprims.locks.zookeeper import ZooKeeperLock
+
+
+def hold(url: str, prefix: str) -> None:
+    backend = backend_from_url(url, timeout=1.0)
+    assert isinstance(backend, ZooKeeperBackend)
+    lock = ZooKeeperLock("paused", backend=backend, prefix=prefix)
+    lease = lock.acquire(timeout=20)
+    print(f"HELD {lease.token}", flush=True)
+    sys.stdin.readline()
+    print(f"LOST {lease.lost}", flush=True)
+    fence = ZooKeeperFence("acct", backend, prefix=prefix)
+    give_up = time.monotonic() + 15
+    while True:  # an application would retry while the client reconnects
+        try:
+            fence.write("balance", f"stale-from-{lease.token}", lease.token)
+            print("WRITE ok", flush=True)
+        except StaleTokenError:
+            print("WRITE stale", flush=True)
+        except BackendUnavailable:
+            if time.monotonic() < give_up:
+                time.sleep(0.05)
+                continue
+            print("WRITE unavailable", flush=True)
+        break
+    try:
+        lease.release()
+        print("RELEASE ok", flush=True)
+    except LockLost:
+        print("RELEASE lost", flush=True)
+    backend.close()
+
+
+def count(url: str, prefix: str, seconds: float) -> None:
+    backend = backend_from_url(url, timeout=2.0)
+    assert isinstance(backend, ZooKeeperBackend)
+    lock = ZooKeeperLock("counter", backend=backend, prefix=prefix)
+    path = f"/{prefix}-counter"
+    done = 0
+    print("READY", flush=True)
+    sys.stdin.readline()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with lock:
+            data, _ = backend.request("get", path)
+            backend.request("set", path, str(int(data) + 1).encode())  # deliberately not atomic
+            done += 1
+    print(f"DONE {done}", flush=True)
+    backend.close()
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "hold":
+        hold(sys.argv[2], sys.argv[3])
+    elif mode == "count":
+        count(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    else:
+        raise SystemExit(f"unknown mode {mode}")

@@ -1,0 +1,171 @@
+"""Acceptance: pause, restart, contention and ensemble, with child processes and signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsprims import BackendUnavailable, StaleTokenError
+from dsprims.backends.zookeeper import ZooKeeperBackend
+from dsprims.locks.fenced import FencedStore
+from dsprims.locks.fenced_zookeeper import ZooKeeperFence
+from dsprims.locks.zookeeper import ZooKeeperLock
+from dsprims.testing.servers import ZooKeeperServerProcess
+
+from .conftest import MakeBackend, children
+
+pytestmark = [pytest.mark.zookeeper, pytest.mark.slow]
+
+CHILD = str(Path(__file__).with_name("child.py"))
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, CHILD, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
+def line(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    text = proc.stdout.readline().strip()
+    assert text, f"child exited early with {proc.poll()}"
+    return text
+
+
+def finish(proc: subprocess.Popen[str]) -> None:
+    with proc:  # closes the pipes
+        os.kill(proc.pid, signal.SIGCONT) if proc.poll() is None else None
+        proc.kill()
+        proc.wait(10)
+
+
+def tell(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+def test_paused_holder_loses_and_its_stale_write_is_rejected(
+    zookeeper_server: ZooKeeperServerProcess,
+    make_backend: MakeBackend,
+    key_prefix: str,
+    round_: int,
+) -> None:
+    child = spawn("hold", f"{zookeeper_server.url}?session_timeout=1", key_prefix)
+    try:
+        held, token = line(child).split()
+        assert held == "HELD"
+        os.kill(child.pid, signal.SIGSTOP)
+        backend = make_backend(session_timeout=4.0)
+        # The paused child's session expires after ~1 s; then this process gets the lock.
+        lease = ZooKeeperLock("paused", backend=backend, prefix=key_prefix).acquire(timeout=30)
+        assert lease.token > int(token)
+        store = FencedStore("acct", backend=backend, prefix=key_prefix)
+        store.write("balance", f"fresh-{lease.token}", lease.token)
+        os.kill(child.pid, signal.SIGCONT)
+        tell(child)
+        assert line(child) == "LOST True"
+        assert line(child) == "WRITE stale"
+        assert line(child) == "RELEASE lost"
+        assert store.read("balance") == f"fresh-{lease.token}"  # zero stale writes accepted
+        lease.release()
+    finally:
+        finish(child)
+
+
+def test_tokens_keep_increasing_across_a_kill_and_restart(
+    zookeeper_server: ZooKeeperServerProcess, make_backend: MakeBackend, key_prefix: str
+) -> None:
+    backend = make_backend(session_timeout=4.0)
+    lock = ZooKeeperLock("restart", backend=backend, prefix=key_prefix)
+    before = lock.acquire(timeout=5)
+    before.release()
+    zookeeper_server.kill()
+    zookeeper_server.restart()
+    fresh = make_backend(session_timeout=4.0)
+    # Delete the lock znode: its sequence counter restarts at 0, the token must not.
+    fresh.request("delete", lock.path)
+    after = ZooKeeperLock("restart", backend=fresh, prefix=key_prefix).acquire(timeout=10)
+    assert after.owner.endswith("0000000000")
+    assert after.token > before.token
+    after.release()
+
+
+def test_four_processes_read_modify_write_without_lost_updates(
+    zookeeper_server: ZooKeeperServerProcess, make_backend: MakeBackend, key_prefix: str
+) -> None:
+    backend = make_backend()
+    backend.request("create", f"/{key_prefix}-counter", b"0")
+    kids = [spawn("count", zookeeper_server.url, key_prefix, "3") for _ in range(4)]
+    try:
+        for kid in kids:
+            assert line(kid) == "READY"
+        for kid in kids:
+            tell(kid)
+        done = [int(line(kid).split()[1]) for kid in kids]
+    finally:
+        for kid in kids:
+            finish(kid)
+    data, _ = backend.request("get", f"/{key_prefix}-counter")
+    assert all(n > 0 for n in done)
+    assert int(data) == sum(done)
+    assert children(backend, f"/{key_prefix}/counter") == []
+
+
+def test_fenced_store_rejects_lower_tokens_on_zookeeper(
+    zookeeper_backend: ZooKeeperBackend, key_prefix: str
+) -> None:
+    store = FencedStore("ns", backend=zookeeper_backend, prefix=key_prefix)
+    other = ZooKeeperFence("ns", zookeeper_backend, prefix=key_prefix)
+    assert store.read("k") is None
+    store.write("k", b"\x00\xffbytes", 5)
+    assert store.read("k") == b"\x00\xffbytes"
+    store.write("k", "text", 5)  # equal tokens are accepted
+    assert store.read("k") == "text"
+    other.write("k", "newer", 9)  # another writer moves the znode on
+    with pytest.raises(StaleTokenError):
+        store.write("k", "old", 7)  # this writer's cached version is stale: it re-reads
+    assert store.read("k") == "newer"
+    assert other.highest_token("k") == 9
+    with pytest.raises(StaleTokenError):
+        other.write("k", "older", 8)
+
+
+def test_ensemble_lock_survives_a_killed_peer(zookeeper_ensemble: Any, key_prefix: str) -> None:
+    from dsprims import backend_from_url
+
+    backend = backend_from_url(f"{zookeeper_ensemble.url}?session_timeout=6", timeout=3.0)
+    assert isinstance(backend, ZooKeeperBackend)
+    try:
+        lock = ZooKeeperLock("ens", backend=backend, prefix=key_prefix)
+        first = lock.acquire(timeout=10)
+        first.release()
+        zookeeper_ensemble.nodes[0].kill()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                second = lock.acquire(timeout=10)
+                break
+            except BackendUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert second.token > first.token
+        assert not second.lost
+        second.release()
+        assert children(backend, lock.path) == []
+    finally:
+        backend.close()
+        zookeeper_ensemble.ensure_running()

@@ -1,0 +1,145 @@
+"""The pure core of the ZooKeeper lock: names, queue positions, deadlines, the protocol."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dsprims.locks.zookeeper_core import (
+    AwaitChange,
+    Busy,
+    ContenderVanished,
+    Enroll,
+    Enrolled,
+    Granted,
+    ListContenders,
+    MakeParent,
+    ParentMissing,
+    WatchPredecessor,
+    acquire_protocol,
+    confirm_deadline,
+    contender_prefix,
+    owned_by,
+    position,
+    sequence_of,
+)
+
+
+def node(owner: str, seq: int) -> str:
+    return f"{contender_prefix(owner)}{seq:010d}"
+
+
+def test_sequence_and_owner_parsing() -> None:
+    assert sequence_of(node("ab12", 7)) == 7
+    assert sequence_of("ab12-lock-7") is None  # not 10 digits
+    assert sequence_of("-lock-0000000001") is None  # no owner
+    assert sequence_of("fenced") is None
+    assert sequence_of("x-lock-00000000zz") is None
+    assert owned_by(node("ab12", 3), "ab12")
+    assert not owned_by(node("ab123", 3), "ab12")
+    assert not owned_by("ab12-lock-", "ab12")
+
+
+def test_position_orders_by_sequence_not_by_name() -> None:
+    kids = [node("zz", 5), node("aa", 9), node("mm", 2), "not-a-contender"]
+    assert position(kids, node("mm", 2)).granted
+    behind = position(kids, node("aa", 9))
+    assert not behind.granted
+    assert behind.predecessor == node("zz", 5)
+    assert behind.ahead == 2
+    assert position(kids, node("qq", 1)).missing
+    with pytest.raises(ValueError, match="not a contender"):
+        position(kids, "not-a-contender")
+
+
+@given(st.lists(st.integers(0, 10_000), min_size=1, max_size=30, unique=True))
+def test_exactly_one_holder_and_each_waiter_watches_the_next_lower(seqs: list[int]) -> None:
+    kids = [node(f"o{i}", seq) for i, seq in enumerate(seqs)]
+    positions = {kid: position(kids, kid) for kid in kids}
+    holders = [kid for kid, where in positions.items() if where.granted]
+    assert holders == [kids[seqs.index(min(seqs))]]
+    watched = [where.predecessor for where in positions.values() if not where.granted]
+    assert len(set(watched)) == len(watched)  # no herd: each node has at most one watcher
+    for kid, where in positions.items():
+        if not where.granted:
+            lower = [s for s in seqs if s < sequence_of(kid)]  # type: ignore[operator]
+            assert where.predecessor == kids[seqs.index(max(lower))]
+
+
+def test_confirm_deadline() -> None:
+    # Confirmed before the old deadline: moves forward by the session timeout minus drift.
+    assert confirm_deadline(10.0, 9.0, 2.0, 0.01, 0.002) == pytest.approx(9.0 + 2.0 - 0.02 - 0.002)
+    # Never backwards.
+    assert confirm_deadline(10.0, 5.0, 2.0, 0.0, 0.0) == 10.0
+    # The lease lapsed before the request was sent: it stays lost.
+    assert confirm_deadline(10.0, 10.0, 2.0, 0.0, 0.0) is None
+    assert confirm_deadline(None, 1.0, 2.0, 0.0, 0.0) is None
+
+
+PARENT = "/p/lock"
+OWNER = "f" * 32
+
+
+def start(wait: bool = True):  # type: ignore[no-untyped-def]
+    gen = acquire_protocol(PARENT, OWNER, wait=wait)
+    return gen, next(gen)
+
+
+def mine(seq: int) -> str:
+    return node(OWNER, seq)
+
+
+def test_uncontended_grant_is_one_action() -> None:
+    gen, action = start()
+    assert action == Enroll(PARENT, contender_prefix(OWNER))
+    with pytest.raises(StopIteration) as done:
+        gen.send(Enrolled(f"{PARENT}/{mine(4)}", 77, alone=True))
+    assert done.value.value == Granted(f"{PARENT}/{mine(4)}", 77)
+
+
+def test_contended_grant_watches_the_predecessor_then_relists() -> None:
+    gen, _ = start()
+    path = f"{PARENT}/{mine(4)}"
+    assert gen.send(Enrolled(path, 77, alone=False)) == ListContenders(PARENT)
+    assert gen.send([mine(4), node("a", 1), node("b", 3)]) == WatchPredecessor(
+        f"{PARENT}/{node('b', 3)}"
+    )
+    assert gen.send(True) == AwaitChange()
+    assert gen.send(None) == ListContenders(PARENT)
+    # The predecessor left but an earlier one remains: watch that one next.
+    assert gen.send([mine(4), node("a", 1)]) == WatchPredecessor(f"{PARENT}/{node('a', 1)}")
+    # Already gone when the watch was set: list again without waiting.
+    assert gen.send(False) == ListContenders(PARENT)
+    with pytest.raises(StopIteration) as done:
+        gen.send([mine(4)])
+    assert done.value.value == Granted(path, 77)
+
+
+def test_try_gives_up_when_someone_is_ahead() -> None:
+    gen, _ = start(wait=False)
+    path = f"{PARENT}/{mine(4)}"
+    gen.send(Enrolled(path, 77, alone=False))
+    with pytest.raises(StopIteration) as done:
+        gen.send([mine(4), node("a", 1)])
+    assert done.value.value == Busy(path)
+
+
+def test_missing_parent_is_created_then_enrollment_retried() -> None:
+    gen, _ = start()
+    assert gen.throw(ParentMissing()) == MakeParent(PARENT)
+    assert gen.send(None) == Enroll(PARENT, contender_prefix(OWNER))
+
+
+def test_a_vanished_node_is_enrolled_again_but_not_forever() -> None:
+    gen, _ = start()
+    gen.send(Enrolled(f"{PARENT}/{mine(4)}", 77, alone=False))
+    assert gen.send([node("a", 1)]) == Enroll(PARENT, contender_prefix(OWNER))
+
+    def churn() -> None:
+        for i in range(100):
+            gen.send(Enrolled(f"{PARENT}/{mine(5 + i)}", 78 + i, alone=False))
+            gen.send([node("a", 1)])
+
+    with pytest.raises(ContenderVanished):
+        churn()
