@@ -77,6 +77,7 @@ from dsprims.timesource import Clock, SystemClock
 if TYPE_CHECKING:
     from dsprims.backends.redis import AsyncRedisBackend, RedisBackend
     from dsprims.backends.zookeeper import ZooKeeperBackend
+    from dsprims.locks.zookeeper import AsyncZooKeeperLock, ZooKeeperLock
 
 __version__ = "0.1.0.dev0"
 
@@ -107,9 +108,11 @@ __all__ = [  # grouped by area (RUF022 is off for this reason)
     "AsyncFencedStore",
     "AsyncLease",
     "AsyncMemoryLock",
+    "AsyncZooKeeperLock",
     "FencedStore",
     "Lease",
     "MemoryLock",
+    "ZooKeeperLock",
     # -- foundation --
     "AsyncMemoryBackend",
     "AsyncRedisBackend",
@@ -140,6 +143,9 @@ _LAZY = {
     "RedisBackend": "dsprims.backends.redis",
     "AsyncRedisBackend": "dsprims.backends.redis",
     "ZooKeeperBackend": "dsprims.backends.zookeeper",
+    # locks and fencing: ZooKeeper (kazoo is an optional extra)
+    "ZooKeeperLock": "dsprims.locks.zookeeper",
+    "AsyncZooKeeperLock": "dsprims.locks.zookeeper",
 }
 
 

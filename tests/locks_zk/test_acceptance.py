@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from dsprims import BackendUnavailable, StaleTokenError
+from dsprims import BackendUnavailable, FencedStore, StaleTokenError
 from dsprims.backends.zookeeper import ZooKeeperBackend
-from dsprims.locks.fenced import FencedStore
 from dsprims.locks.fenced_zookeeper import ZooKeeperFence
 from dsprims.locks.zookeeper import ZooKeeperLock
 from dsprims.testing.servers import ZooKeeperServerProcess

@@ -98,14 +98,19 @@ def test_waiters_are_fifo_and_watch_only_their_predecessor(
         # Enqueue one at a time so arrival order is known.
         assert wait_until(lambda i=i: len(children(backends[0], locks[0].path)) == i + 1)
     # Every contender node but the last is watched by exactly one session (no herd).
-    watches = _send(zookeeper_server.port, b"wchp", timeout=2.0).decode()
     nodes = sorted(children(backends[0], locks[0].path), key=lambda n: n[-10:])
-    blocks = {}
-    for block in watches.split("\n/")[0:]:
-        lines = [line for line in block.strip().splitlines() if line.strip()]
-        if lines:
-            blocks[lines[0].lstrip("/").rsplit("/", 1)[-1]] = len(lines) - 1
-    assert [blocks.get(n, 0) for n in nodes] == [1, 1, 1, 0]
+
+    def watch_counts() -> list[int]:
+        watches = _send(zookeeper_server.port, b"wchp", timeout=2.0).decode()
+        blocks = {}
+        for block in watches.split("\n/"):
+            lines = [line for line in block.strip().splitlines() if line.strip()]
+            if lines:
+                blocks[lines[0].lstrip("/").rsplit("/", 1)[-1]] = len(lines) - 1
+        return [blocks.get(n, 0) for n in nodes]
+
+    assert wait_until(lambda: sum(watch_counts()) >= 3)
+    assert watch_counts() == [1, 1, 1, 0]
     first.release()
     for thread in threads:
         thread.join(30)

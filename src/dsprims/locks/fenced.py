@@ -145,14 +145,14 @@ class _AsyncRedisFence:
         return _redis_read_result(reply)
 
 
-def _zookeeper_fence(namespace: str, backend: Any) -> FenceImpl:
+def _zookeeper_fence(namespace: str, backend: Any, prefix: str) -> FenceImpl:
     try:
         module = importlib.import_module("dsprims.locks.fenced_zookeeper")
     except ModuleNotFoundError as exc:
         if exc.name != "dsprims.locks.fenced_zookeeper":
             raise
         raise ConfigurationError("FencedStore on ZooKeeper is not available") from None
-    return module.ZooKeeperFence(namespace, backend)  # type: ignore[no-any-return]
+    return module.ZooKeeperFence(namespace, backend, prefix=prefix)  # type: ignore[no-any-return]
 
 
 def _memory_store(backend: Any) -> Any:
@@ -189,7 +189,7 @@ class FencedStore:
         elif kind == "redis":
             self._impl = _RedisFence(self.namespace, self.backend, prefix)
         else:
-            self._impl = _zookeeper_fence(self.namespace, self.backend)
+            self._impl = _zookeeper_fence(self.namespace, self.backend, prefix)
 
     def write(self, key: str, value: FencedValue, token: int) -> None:
         """Store ``value`` under ``key`` unless a higher token was already accepted.
@@ -255,7 +255,7 @@ class AsyncFencedStore:
         elif kind == "redis":
             self._impl = _AsyncRedisFence(self.namespace, self.backend, prefix)
         else:
-            self._impl = _ThreadedFence(_zookeeper_fence(self.namespace, self.backend))
+            self._impl = _ThreadedFence(_zookeeper_fence(self.namespace, self.backend, prefix))
 
     async def write(self, key: str, value: FencedValue, token: int) -> None:
         """See :meth:`FencedStore.write`."""

@@ -56,7 +56,8 @@ from types import TracebackType
 from typing import Any
 
 from dsprims.backends.base import DEFAULT_PREFIX, check_name
-from dsprims.errors import BackendError, ConfigurationError, LockNotAcquired, LockNotOwned
+from dsprims.errors import BackendError, ConfigurationError, LockNotAcquired
+from dsprims.locks._lock import _HELD, _pop_held
 from dsprims.locks.core import CLOCK_DRIFT_FLOOR, check_timeout, check_ttl
 from dsprims.locks.lease import AsyncLease, Lease, LeaseBase, OnLost
 from dsprims.locks.zookeeper_core import (
@@ -870,19 +871,10 @@ def _bridge(request: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any
     return future
 
 
-# Leases entered through ``with lock:`` (one stack per lock object, LIFO).
-_ENTERED: weakref.WeakKeyDictionary[object, list[Any]] = weakref.WeakKeyDictionary()
-_ENTERED_LOCK = threading.Lock()
-
-
 def _push(lock: object, lease: LeaseBase) -> None:
-    with _ENTERED_LOCK:
-        _ENTERED.setdefault(lock, []).append(lease)
+    # The same context variable as the other locks: threads and tasks stay apart.
+    _HELD.set((*_HELD.get(), (lock, lease)))
 
 
 def _pop(lock: object) -> Any:
-    with _ENTERED_LOCK:
-        stack = _ENTERED.get(lock)
-        if not stack:
-            raise LockNotOwned("the lock was not entered with 'with'")
-        return stack.pop()
+    return _pop_held(lock)
