@@ -65,9 +65,11 @@ from dsprims.locks import (
     AsyncFencedStore,
     AsyncLease,
     AsyncMemoryLock,
+    AsyncRedisLock,
     FencedStore,
     Lease,
     MemoryLock,
+    RedisLock,
 )
 from dsprims.testing.clock import ManualClock
 from dsprims.timesource import Clock, SystemClock
@@ -108,10 +110,12 @@ __all__ = [  # grouped by area (RUF022 is off for this reason)
     "AsyncFencedStore",
     "AsyncLease",
     "AsyncMemoryLock",
+    "AsyncRedisLock",
     "AsyncZooKeeperLock",
     "FencedStore",
     "Lease",
     "MemoryLock",
+    "RedisLock",
     "ZooKeeperLock",
     # -- foundation --
     "AsyncMemoryBackend",

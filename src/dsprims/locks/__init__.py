@@ -15,15 +15,18 @@ from __future__ import annotations
 from dsprims.locks.fenced import AsyncFencedStore, FencedStore
 from dsprims.locks.lease import AsyncLease, AsyncLeaseDriver, Lease, LeaseBase, LeaseDriver
 from dsprims.locks.memory import AsyncMemoryLock, MemoryLock
+from dsprims.locks.redis import AsyncRedisLock, RedisLock
 
 __all__ = [
     "AsyncFencedStore",
     "AsyncLease",
     "AsyncLeaseDriver",
     "AsyncMemoryLock",
+    "AsyncRedisLock",
     "FencedStore",
     "Lease",
     "LeaseBase",
     "LeaseDriver",
     "MemoryLock",
+    "RedisLock",
 ]

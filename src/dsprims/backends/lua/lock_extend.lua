@@ -1,0 +1,21 @@
+-- Lock extension: move the lease deadline to now + ttl if the caller's owner secret still
+-- holds the lock. Never re-creates an expired or released lock. Port of decide_extend.
+-- KEYS[1]: lock hash.
+-- ARGV[1]: owner secret. ARGV[2]: new lease length in µs. ARGV[3]: now in µs ('' = TIME).
+-- ARGV[4]: extra key lifetime in ms (see lock_acquire.lua).
+-- Returns 1 when extended, 0 when the lock is not held by this owner any more.
+local now
+if ARGV[3] ~= '' then
+  now = tonumber(ARGV[3])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local h = redis.call('HMGET', KEYS[1], 'o', 'd')
+if not h[1] or h[1] ~= ARGV[1] or tonumber(h[2]) <= now then
+  return 0
+end
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'd', string.format('%d', now + ttl))
+redis.call('PEXPIRE', KEYS[1], math.ceil(ttl / 1000) + tonumber(ARGV[4]))
+return 1

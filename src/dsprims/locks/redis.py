@@ -1,0 +1,364 @@
+"""Redis locks with fencing tokens: :class:`RedisLock` and :class:`AsyncRedisLock`.
+
+Algorithm. Each decision of :mod:`dsprims.locks.core` is one Lua script, so each step is one
+round trip and atomic on the server:
+
+* ``lock_acquire.lua`` grants the lock *and* issues the fencing token in the same script, or
+  queues the caller's ticket (a sorted set ordered by arrival, with a second sorted set of
+  expiries so that a crashed waiter drops out by itself);
+* ``lock_release.lua`` deletes the lock if the caller's 128-bit owner secret holds it and wakes
+  the head of the queue by pushing onto that waiter's own list;
+* waiters block in ``BLPOP`` on their own list (no polling, no herd: a release wakes exactly
+  one waiter); the block is capped below the client's socket timeout (redis-py fails a
+  blocking read that outlasts it) and by the holder's remaining lease, so a crashed holder is
+  noticed right after its lease ends;
+* ``lock_extend.lua`` extends only if the owner secret still holds the lock, so a renewal can
+  never re-create an expired lock; ``lock_leave.lua`` takes back a queue entry (and a grant
+  that raced with a timeout or cancellation).
+
+An uncontended acquire + release is two round trips; a contended acquisition is three
+(queue, wake-up, grant).
+
+Fencing tokens are ``max(counter + 1, server time in µs)`` by default (``fencing="clock"``):
+strictly increasing per lock name, and still increasing after a restart of a Redis that keeps
+nothing on disk, **provided the server's clock does not step back across the restart by more
+than the time the restart took** (the counter is lost, the clock floor is not). With
+``fencing="counter"`` tokens are a plain counter, for deployments that persist every write
+(``appendonly yes`` with ``appendfsync always``, or ``WAIT`` on replicas before relying on a
+grant); the counter key then never expires.
+
+Time. Without ``clock=``, every decision reads the server's ``TIME``, so client clocks never
+matter. With ``clock=`` the scripts use that clock's ``time_ns()`` instead (tests pin time this
+way), and every key lives a day longer than its logical lifetime, so Redis' real-time expiry
+never drops state the pinned clock still needs.
+
+Failure modes. A frozen or unreachable server raises :class:`~dsprims.BackendUnavailable` within
+the client's socket timeout; an ``acquire`` that fails this way first tries to take back its
+queue entry and any grant whose reply was lost. A holder paused past its lease finds
+``lease.lost`` true when it resumes (local deadline, no round trip) and its writes are refused
+by :class:`~dsprims.FencedStore`. If Redis restarts and forgets the lock, a second client can
+acquire it while the first still holds a lease: the first learns it at its next renewal or
+``extend``/``release`` (``LockLost``), and tokens keep fencing the resource. Redis replication
+is asynchronous: after a failover to a replica that missed the grant, the same can happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, namespaced_key
+from dsprims.backends.url import resolve_async_backend, resolve_backend
+from dsprims.errors import ConfigurationError
+from dsprims.locks._lock import AsyncLockBase, LockBase
+from dsprims.locks.core import (
+    DEFAULT_TTL,
+    FENCE_TTL,
+    AcquireDecision,
+    FencingMode,
+    LockParams,
+    check_ttl,
+)
+from dsprims.locks.lease import OnLost
+from dsprims.timesource import Clock
+
+__all__ = ["AsyncRedisLock", "RedisLock"]
+
+#: Extra lifetime (ms) of every key when the caller pins time with ``clock=``.
+PINNED_SLACK_MS = 86_400_000
+#: Longest single BLPOP when the client has no socket timeout.
+DEFAULT_WAIT_SLICE = 2.0
+
+
+def _socket_timeout(client: Any) -> float | None:
+    for holder in (
+        getattr(client, "connection_pool", None),
+        getattr(getattr(client, "nodes_manager", None), "__dict__", None),
+        client,
+    ):
+        kwargs = getattr(holder, "connection_kwargs", None)
+        if kwargs is None and isinstance(holder, dict):
+            kwargs = holder.get("connection_kwargs")
+        if isinstance(kwargs, dict) and "socket_timeout" in kwargs:
+            value = kwargs["socket_timeout"]
+            return None if value is None else float(value)
+    return None
+
+
+def _wait_slice(client: Any, requested: float | None) -> float:
+    timeout = _socket_timeout(client)
+    if requested is not None:
+        requested = check_ttl(requested, "wait_slice")
+        if timeout is not None and requested >= timeout:
+            raise ConfigurationError(
+                f"wait_slice ({requested}s) must be below the client's socket timeout "
+                f"({timeout}s): a blocking read longer than that fails"
+            )
+        return requested
+    if timeout is None:
+        return DEFAULT_WAIT_SLICE
+    return min(DEFAULT_WAIT_SLICE, timeout / 2)
+
+
+def _text(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+class _Scripts:
+    """Keys and script arguments of one lock name: shared by the sync and asyncio stores."""
+
+    def __init__(
+        self, prefix: str, name: str, params: LockParams, clock: Clock | None, wait_slice: float
+    ) -> None:
+        self.keys = [namespaced_key(prefix, name, part) for part in ("lock", "fence", "q", "qx")]
+        self.wake_prefix = namespaced_key(prefix, name, "wake:")
+        self.params = params
+        self.clock = clock
+        self.wait_slice = wait_slice
+        self.slack = "0" if clock is None else str(PINNED_SLACK_MS)
+        self.waiter_ttl_us = str(round((2 * wait_slice + 1.0) * 1e6))
+        self.fence_ms = str(
+            round(FENCE_TTL * 1000) if params.fencing == "clock" else 10 * 365 * PINNED_SLACK_MS
+        )
+        self._ttl = str(params.ttl_us)
+        self._rest = [
+            "1" if params.fair else "0",
+            self.waiter_ttl_us,
+            self.wake_prefix,
+            params.fencing,
+            self.slack,
+            self.fence_ms,
+        ]
+
+    def now(self) -> str:
+        return "" if self.clock is None else str(self.clock.time_ns() // 1000)
+
+    def acquire_args(self, owner: str, ticket: str) -> list[str]:
+        return [owner, ticket, self._ttl, self.now(), *self._rest]
+
+    @staticmethod
+    def acquire_result(reply: Any) -> AcquireDecision:
+        wake = _text(reply[3])
+        return AcquireDecision(bool(int(reply[0])), int(reply[1]), int(reply[2]), wake or None)
+
+    def release_args(self, owner: str) -> list[str]:
+        return [owner, self.now(), self.wake_prefix, self.slack]
+
+    def extend_args(self, owner: str, ttl: float) -> list[str]:
+        return [owner, str(max(1, round(ttl * 1e6))), self.now(), self.slack]
+
+    def leave_args(self, owner: str, ticket: str, unblock: bool) -> list[str]:
+        return [ticket, owner, self.now(), self.wake_prefix, self.slack, "1" if unblock else "0"]
+
+    def blpop_timeout(self, seconds: float) -> str:
+        # BLPOP 0 would block forever; Redis >= 6 takes decimal seconds.
+        return f"{max(seconds, 0.001):.3f}"
+
+
+class _RedisLockStore:
+    """The sync store over a :class:`~dsprims.backends.redis.RedisBackend`."""
+
+    def __init__(self, backend: Any, scripts: _Scripts) -> None:
+        self.backend = backend
+        self.scripts = scripts
+        self.wait_slice = scripts.wait_slice
+        self._execute = backend.client.execute_command
+
+    def open_ticket(self, ticket: str) -> None:
+        """Nothing to prepare: the wake-up list is created by the script that wakes."""
+
+    def close_ticket(self, ticket: str) -> None:
+        """Nothing to forget locally."""
+
+    def attempt(self, owner: str, ticket: str) -> AcquireDecision:
+        s = self.scripts
+        reply = self.backend.evalsha("lock_acquire", s.keys, s.acquire_args(owner, ticket))
+        return s.acquire_result(reply)
+
+    def wait(self, ticket: str, seconds: float) -> None:
+        key = self.scripts.wake_prefix + ticket
+        if self.scripts.clock is None:
+            self.backend.call(self._execute, "BLPOP", key, self.scripts.blpop_timeout(seconds))
+        elif self.backend.call(self._execute, "LPOP", key) is None:
+            self.scripts.clock.sleep(seconds)
+
+    def leave(self, owner: str, ticket: str) -> None:
+        s = self.scripts
+        self.backend.evalsha("lock_leave", s.keys, s.leave_args(owner, ticket, False))
+
+    def release(self, owner: str) -> bool:
+        s = self.scripts
+        reply = self.backend.evalsha("lock_release", s.keys, s.release_args(owner))
+        return int(reply[0]) == 1
+
+    def extend(self, owner: str, ttl: float) -> bool:
+        s = self.scripts
+        return int(self.backend.evalsha("lock_extend", s.keys[:1], s.extend_args(owner, ttl))) == 1
+
+
+class _AsyncRedisLockStore:
+    """The asyncio store: commands are shielded from cancellation and finished in ``leave``.
+
+    redis.asyncio does not cope well with a command cancelled mid-flight (a cancelled BLPOP was
+    seen retried for a minute, see FINDINGS), so every command runs as its own task; a
+    cancellation leaves it running, and :meth:`leave` waits for it (unblocking a BLPOP by
+    pushing onto the waiter's own list) before it cleans up.
+    """
+
+    def __init__(self, backend: Any, scripts: _Scripts) -> None:
+        self.backend = backend
+        self.scripts = scripts
+        self.wait_slice = scripts.wait_slice
+        self._execute = backend.client.execute_command
+        # owner -> in-flight acquire script; ticket -> in-flight BLPOP.
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+
+    def open_ticket(self, ticket: str) -> None:
+        """Nothing to prepare."""
+
+    def close_ticket(self, ticket: str) -> None:
+        """Nothing to forget locally."""
+
+    async def _shielded(self, handle: str, coro: Any) -> Any:
+        task = asyncio.ensure_future(coro)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._inflight[handle] = task
+            raise
+
+    async def attempt(self, owner: str, ticket: str) -> AcquireDecision:
+        s = self.scripts
+        coro = self.backend.evalsha("lock_acquire", s.keys, s.acquire_args(owner, ticket))
+        return s.acquire_result(await self._shielded(owner, coro))
+
+    async def wait(self, ticket: str, seconds: float) -> None:
+        key = self.scripts.wake_prefix + ticket
+        clock = self.scripts.clock
+        if clock is None:
+            timeout = self.scripts.blpop_timeout(seconds)
+            await self._shielded(ticket, self.backend.call(self._execute, "BLPOP", key, timeout))
+        elif await self.backend.call(self._execute, "LPOP", key) is None:
+            await clock.asleep(seconds)
+
+    async def leave(self, owner: str, ticket: str) -> None:
+        s = self.scripts
+        pending = self._inflight.pop(owner, None)
+        if pending is not None:
+            # The grant (if any) must land before the leave script can take it back.
+            with contextlib.suppress(Exception):
+                await pending
+        blocked = self._inflight.pop(ticket, None) if ticket else None
+        await self.backend.evalsha("lock_leave", s.keys, s.leave_args(owner, ticket, bool(blocked)))
+        if blocked is not None:
+            with contextlib.suppress(Exception):
+                await blocked
+            await self.backend.call(self._execute, "DEL", s.wake_prefix + ticket)
+
+    async def release(self, owner: str) -> bool:
+        s = self.scripts
+        reply = await self.backend.evalsha("lock_release", s.keys, s.release_args(owner))
+        return int(reply[0]) == 1
+
+    async def extend(self, owner: str, ttl: float) -> bool:
+        s = self.scripts
+        reply = await self.backend.evalsha("lock_extend", s.keys[:1], s.extend_args(owner, ttl))
+        return int(reply) == 1
+
+
+def _redis_backend(resolved: Any, cls: str) -> Any:
+    if getattr(resolved, "kind", None) != "redis":
+        raise ConfigurationError(f"{cls} needs a Redis backend, got {type(resolved).__name__}")
+    return resolved
+
+
+class RedisLock(LockBase):
+    """A Redis lock with fencing tokens, FIFO waiters woken by notification, and a watchdog.
+
+    Args:
+        name: the lock name (any non-empty string; data, never code).
+        backend: a :class:`~dsprims.RedisBackend` or a ``redis://`` / ``redis+cluster://`` URL.
+        ttl: lease length in seconds.
+        auto_renew: renew held leases from the shared watchdog thread until released.
+        on_lost: ``on_lost(lease)``, called once when a lease is found lost.
+        fair: first come, first served; ``False`` lets newcomers barge in.
+        max_hold: stop renewing this many seconds after the grant.
+        renew_fraction: renew after this fraction of the lease.
+        clock_drift: fraction of ``ttl`` the local deadline keeps in reserve.
+        fencing: ``"clock"`` (default, survives a restart of a non-persistent Redis) or
+            ``"counter"`` (for AOF/``WAIT`` deployments); see the module docstring.
+        clock: pin time for tests (the scripts then use this clock, not the server's TIME).
+        prefix: key namespace.
+        wait_slice: the longest single BLPOP, below the client's socket timeout (default:
+            half of it, at most 2 s); waiters refresh their queue entry this often.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        backend: object,
+        ttl: float = DEFAULT_TTL,
+        auto_renew: bool = True,
+        on_lost: OnLost | None = None,
+        fair: bool = True,
+        max_hold: float | None = None,
+        renew_fraction: float = 1 / 3,
+        clock_drift: float = 0.01,
+        fencing: FencingMode = "clock",
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        wait_slice: float | None = None,
+    ) -> None:
+        params = LockParams(ttl, auto_renew, renew_fraction, max_hold, fair, clock_drift, fencing)
+        self.backend = _redis_backend(resolve_backend(backend), "RedisLock")
+        scripts = _Scripts(
+            check_prefix(prefix),
+            check_name(name, "name"),
+            params,
+            clock,
+            _wait_slice(self.backend.client, wait_slice),
+        )
+        super().__init__(
+            name, _RedisLockStore(self.backend, scripts), params, clock=clock, on_lost=on_lost
+        )
+
+
+class AsyncRedisLock(AsyncLockBase):
+    """The asyncio twin of :class:`RedisLock`, over an :class:`~dsprims.AsyncRedisBackend`.
+
+    Same parameters, keys and scripts (sync and async clients can contend for one lock).
+    ``acquire`` is cancellation-safe: ``asyncio.wait_for(lock.acquire(), t)`` leaves no queue
+    entry, wake-up list or lock key behind when it times out.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        backend: object,
+        ttl: float = DEFAULT_TTL,
+        auto_renew: bool = True,
+        on_lost: OnLost | None = None,
+        fair: bool = True,
+        max_hold: float | None = None,
+        renew_fraction: float = 1 / 3,
+        clock_drift: float = 0.01,
+        fencing: FencingMode = "clock",
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        wait_slice: float | None = None,
+    ) -> None:
+        params = LockParams(ttl, auto_renew, renew_fraction, max_hold, fair, clock_drift, fencing)
+        self.backend = _redis_backend(resolve_async_backend(backend), "AsyncRedisLock")
+        scripts = _Scripts(
+            check_prefix(prefix),
+            check_name(name, "name"),
+            params,
+            clock,
+            _wait_slice(self.backend.client, wait_slice),
+        )
+        super().__init__(
+            name, _AsyncRedisLockStore(self.backend, scripts), params, clock=clock, on_lost=on_lost
+        )

@@ -1,0 +1,57 @@
+"""The Lua scripts and the pure core agree decision for decision (pinned time)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dsprims import ManualClock, MemoryBackend
+from dsprims.locks.core import LockParams
+from dsprims.locks.memory import _MemoryDecisions
+from dsprims.locks.redis import _RedisLockStore, _Scripts
+
+pytestmark = pytest.mark.redis
+
+_RUN = itertools.count()
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["try", "queue", "release", "extend", "leave", "leave_owner"]),
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from([0, 0, 1, 5, 100, 2_000, 4_000, 9_000]),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(ops=OPS, fair=st.booleans(), mode=st.sampled_from(["clock", "counter"]))
+def test_redis_scripts_match_the_core(
+    redis_backend: Any, key_prefix: str, ops: list[tuple[str, str, int]], fair: bool, mode: str
+) -> None:
+    params = LockParams(ttl=3.0, fair=fair, fencing=mode)  # type: ignore[arg-type]
+    clock = ManualClock(start=1000.0)
+    prefix = f"{key_prefix}.{next(_RUN)}"
+    memory = _MemoryDecisions(MemoryBackend(), "k", params, clock)
+    memory._waiter_ttl_us = 5_000_000
+    scripts = _Scripts(prefix, "lock", params, clock, wait_slice=2.0)
+    redis = _RedisLockStore(redis_backend, scripts)
+    owners = {w: f"owner-{w}" for w in "abc"}
+    for op, who, advance_ms in ops:
+        clock.advance(advance_ms / 1000)
+        owner, ticket = owners[who], f"t-{who}"
+        if op in ("try", "queue"):
+            t = ticket if op == "queue" else ""
+            assert memory.attempt(owner, t) == redis.attempt(owner, t), (op, who)
+        elif op == "release":
+            assert memory.release(owner) == redis.release(owner)
+        elif op == "extend":
+            assert memory.extend(owner, 2.5) == redis.extend(owner, 2.5)
+        else:
+            o = owner if op == "leave_owner" else ""
+            memory.leave(o, ticket)
+            redis.leave(o, ticket)

@@ -1,0 +1,205 @@
+"""RedisLock / AsyncRedisLock on a real server and Cluster, with the memory lock as reference."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from dsprims import (
+    ConfigurationError,
+    LockLost,
+    LockNotAcquired,
+    ManualClock,
+    MemoryBackend,
+    async_backend_from_url,
+)
+from dsprims.locks import AsyncRedisLock, Lease, MemoryLock, RedisLock
+from dsprims.locks._lock import LockBase
+
+pytestmark = pytest.mark.redis
+
+HOSTILE = ["{", "}", "a}b{c", "line\nbreak", "x" * 1000, "*", "dsprims:{other}:lock", "键🔑"]
+
+
+def _lock(backend: Any, name: str, prefix: str, **kw: Any) -> LockBase:
+    if isinstance(backend, MemoryBackend):
+        return MemoryLock(name, backend=backend, prefix=prefix, **kw)
+    return RedisLock(name, backend=backend, prefix=prefix, **kw)
+
+
+def test_conformance_basic_cycle(backend: Any, key_prefix: str) -> None:
+    lock = _lock(backend, "basic", key_prefix)
+    first = lock.acquire()
+    assert lock.try_acquire() is None
+    with pytest.raises(LockNotAcquired):
+        lock.acquire(timeout=0.05)
+    first.release()
+    second = lock.acquire(timeout=1)
+    assert second.token > first.token
+    second.extend(20)
+    second.release()
+    with pytest.raises(LockLost):
+        # A release that the store refuses means the lease was not held: LockLost.
+        Lease(
+            "basic",
+            1,
+            owner="forged-owner",
+            driver=lock,
+            clock=lock.clock,
+            ttl=10,
+        ).release()
+
+
+def test_hostile_names_stay_namespaced(backend: Any, key_prefix: str) -> None:
+    leases = [_lock(backend, name, key_prefix).acquire(timeout=1) for name in HOSTILE]
+    assert len({lease.name for lease in leases}) == len(HOSTILE)
+    for lease in leases:
+        lease.release()
+    if not isinstance(backend, MemoryBackend):
+        keys = [k for k in backend.client.scan_iter(match=f"{key_prefix}*")]
+        assert all(k.startswith(f"{key_prefix}:{{".encode()) for k in keys)
+        assert all(k.endswith(b":fence") for k in keys)
+
+
+def test_a_non_owner_cannot_release_or_extend(redis_backend: Any, key_prefix: str) -> None:
+    lock = RedisLock("owned", backend=redis_backend, prefix=key_prefix, auto_renew=False)
+    lease = lock.acquire()
+    store = lock._store
+    assert not store.release("not-the-owner")
+    assert not store.extend("not-the-owner", 100)
+    assert lock.try_acquire() is None
+    lease.release()
+
+
+def test_extend_never_recreates_an_expired_lock(redis_backend: Any, key_prefix: str) -> None:
+    lock = RedisLock("gone", backend=redis_backend, prefix=key_prefix, auto_renew=False)
+    lease = lock.acquire()
+    redis_backend.client.delete(f"{key_prefix}:{{gone}}:lock")
+    with pytest.raises(LockLost):
+        lease.extend()
+    assert redis_backend.client.exists(f"{key_prefix}:{{gone}}:lock") == 0
+
+
+def test_waiters_are_woken_in_fifo_order(redis_backend: Any, key_prefix: str) -> None:
+    lock = RedisLock("fifo", backend=redis_backend, prefix=key_prefix)
+    holder = lock.acquire()
+    order: list[int] = []
+    threads = []
+    for i in range(4):
+
+        def wait(i: int = i) -> None:
+            with lock.acquire(timeout=20):
+                order.append(i)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        threads.append(t)
+        deadline = time.monotonic() + 5
+        while redis_backend.client.zcard(f"{key_prefix}:{{fifo}}:q") < i + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    holder.release()
+    for t in threads:
+        t.join()
+    assert order == [0, 1, 2, 3]
+
+
+def test_a_crashed_holder_is_noticed_right_after_its_lease(
+    redis_backend: Any, key_prefix: str
+) -> None:
+    crashed = RedisLock("crash", backend=redis_backend, prefix=key_prefix, ttl=0.3)
+    crashed.acquire()
+    crashed._store.extend = lambda owner, ttl: False  # type: ignore[method-assign]
+    waiter = RedisLock("crash", backend=redis_backend, prefix=key_prefix)
+    start = time.monotonic()
+    lease = waiter.acquire(timeout=10)
+    # Generous correctness bound: TTL + well under the 2 s wait slice.
+    assert time.monotonic() - start < 0.3 + 1.0
+    lease.release()
+
+
+def test_unfair_lock_lets_a_newcomer_barge(redis_backend: Any, key_prefix: str) -> None:
+    fair = RedisLock("barge", backend=redis_backend, prefix=key_prefix, auto_renew=False)
+    unfair = RedisLock(
+        "barge", backend=redis_backend, prefix=key_prefix, fair=False, auto_renew=False
+    )
+    holder = fair.acquire()
+    store = fair._store
+    assert not store.attempt("waiter-owner", "waiter-ticket").granted  # queued by hand
+    holder.release()
+    assert fair.try_acquire() is None  # promised to the queued waiter
+    barged = unfair.try_acquire()
+    assert barged is not None
+    barged.release()
+    store.leave("waiter-owner", "waiter-ticket")
+    assert fair.try_acquire() is not None
+
+
+def test_pinned_clock_is_deterministic(redis_backend: Any, key_prefix: str) -> None:
+    clock = ManualClock(start=5000.0)
+    lock = RedisLock("pinned", backend=redis_backend, prefix=key_prefix, clock=clock, ttl=5)
+    lease = lock.acquire()
+    assert lease.token == 5_000_000_000  # the pinned clock's µs floor
+    start = clock.monotonic()
+    with pytest.raises(LockNotAcquired):
+        lock.acquire(timeout=3)
+    assert clock.monotonic() - start == pytest.approx(3.0, abs=0.01)
+    second = lock.acquire(timeout=10)  # waits (on the pinned clock) for the lease to end
+    assert second.token > lease.token
+    assert lease.lost
+    # Real time passing does not expire state the pinned clock still needs.
+    assert redis_backend.client.pttl(f"{key_prefix}:{{pinned}}:lock") > 86_000_000
+
+
+def test_counter_fencing_mode(redis_backend: Any, key_prefix: str) -> None:
+    lock = RedisLock("ctr", backend=redis_backend, prefix=key_prefix, fencing="counter")
+    tokens = []
+    for _ in range(3):
+        lease = lock.acquire()
+        tokens.append(lease.token)
+        lease.release()
+    assert tokens == [1, 2, 3]
+
+
+def test_configuration_errors(redis_backend: Any) -> None:
+    with pytest.raises(ConfigurationError, match="ttl"):
+        RedisLock("x", backend=redis_backend, ttl=-1)
+    with pytest.raises(ConfigurationError, match="name"):
+        RedisLock("", backend=redis_backend)
+    with pytest.raises(ConfigurationError, match="Redis backend"):
+        RedisLock("x", backend=MemoryBackend())
+    with pytest.raises(ConfigurationError, match="wait_slice"):
+        RedisLock("x", backend=redis_backend, wait_slice=5.0)  # socket timeout is 1 s
+
+
+def test_cluster_lock_with_queue(redis_cluster_backend: Any, key_prefix: str) -> None:
+    lock = RedisLock("c{1}", backend=redis_cluster_backend, prefix=key_prefix)
+    holder = lock.acquire()
+    result: list[Lease] = []
+    t = threading.Thread(target=lambda: result.append(lock.acquire(timeout=10)))
+    t.start()
+    time.sleep(0.05)
+    holder.release()
+    t.join()
+    assert result[0].token > holder.token
+    result[0].release()
+
+
+async def test_async_redis_lock_cycle_and_timeout(redis_server: Any, key_prefix: str) -> None:
+    backend = async_backend_from_url(redis_server.url)
+    try:
+        lock = AsyncRedisLock("a", backend=backend, prefix=key_prefix)
+        async with await lock.acquire() as lease:
+            assert await lock.try_acquire() is None
+            with pytest.raises(LockNotAcquired):
+                await lock.acquire(timeout=0.05)
+        async with lock as second:
+            assert second.token > lease.token
+        await lock.settle()
+        keys = [k async for k in backend.client.scan_iter(match=f"{key_prefix}*")]
+        assert keys == [f"{key_prefix}:{{a}}:fence".encode()]
+    finally:
+        await backend.aclose()
