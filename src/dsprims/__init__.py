@@ -60,6 +60,17 @@ from dsprims.breaker import (
 )
 
 # -- logical clocks (dsprims.clocks) --
+from dsprims.clocks import (
+    HLCTimestamp,
+    HybridLogicalClock,
+    LamportClock,
+    Ordering,
+    PrunePolicy,
+    Stamped,
+    VectorClock,
+    VectorClockNode,
+)
+
 # -- locks and fencing (dsprims.locks) --
 from dsprims.locks import (
     AsyncFencedStore,
@@ -106,6 +117,14 @@ __all__ = [  # grouped by area (RUF022 is off for this reason)
     "Permit",
     "StateChangeEvent",
     # -- logical clocks --
+    "HLCTimestamp",
+    "HybridLogicalClock",
+    "LamportClock",
+    "Ordering",
+    "PrunePolicy",
+    "Stamped",
+    "VectorClock",
+    "VectorClockNode",
     # -- locks and fencing --
     "AsyncFencedStore",
     "AsyncLease",

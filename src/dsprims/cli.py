@@ -27,6 +27,7 @@ DEMO_SECTIONS: list[str] = [
     # -- circuit breaking --
     "dsprims.breaker.demo",
     # -- logical clocks --
+    "dsprims.clocks.demo",
     # -- locks and fencing --
 ]
 

@@ -1,0 +1,170 @@
+"""Logical clocks against the physical floor (one ``time.time_ns()`` call) and the peers.
+
+Goals (issue 6), as the largest acceptable ``ours / row`` ratio:
+
+* thread-safe ``HybridLogicalClock.now()`` <= 6x ``time.time_ns()``; ``update()`` <= 9x;
+* ``VectorClock`` merge and compare at 100 entries >= 4x faster than the ``vectorclock`` package
+  (ratio <= 0.25; it has no merge, so the peer row is a merge written over its public API);
+* at 3 entries, ~1 µs-class (no peer goal; read the absolute numbers).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import hlcpy
+from vectorclock import vectorclock as vc_peer
+
+from dsprims import HLCTimestamp, HybridLogicalClock, LamportClock, VectorClock
+
+# -- HLC -----------------------------------------------------------------------------------------
+
+NOW = "clocks: HLC now() (thread-safe)"
+UPDATE = "clocks: HLC update(remote) (thread-safe)"
+
+
+def test_hlc_now_ours(mark: Any) -> None:
+    clock = HybridLogicalClock()
+    mark(NOW, "ours", "HybridLogicalClock.now")(clock.now)
+
+
+def test_hlc_now_floor(mark: Any) -> None:
+    mark(NOW, "floor", "time.time_ns()", goal=6.0)(time.time_ns)
+
+
+def test_hlc_now_hlcpy(mark: Any) -> None:
+    clock = hlcpy.HLC.from_now()
+    mark(NOW, "peer", "hlcpy HLC.sync")(clock.sync)
+
+
+def _remote() -> HLCTimestamp:
+    # A peer's timestamp from a moment ago: the common case of a receive.
+    return HLCTimestamp(time.time_ns() - 1_000_000, 3)
+
+
+def test_hlc_update_ours(mark: Any) -> None:
+    clock = HybridLogicalClock()
+    mark(UPDATE, "ours", "HybridLogicalClock.update")(clock.update, _remote())
+
+
+def test_hlc_update_floor(mark: Any) -> None:
+    mark(UPDATE, "floor", "time.time_ns()", goal=9.0)(time.time_ns)
+
+
+def test_hlc_update_hlcpy(mark: Any) -> None:
+    clock = hlcpy.HLC.from_now()
+    remote = hlcpy.HLC(time.time_ns() - 1_000_000, 3)
+    mark(UPDATE, "peer", "hlcpy HLC.merge (no skew guard)")(clock.merge, remote)
+
+
+ENCODE = "clocks: HLC timestamp encode + decode"
+
+
+def test_hlc_bytes_ours(mark: Any) -> None:
+    ts = HybridLogicalClock().now()
+
+    def round_trip() -> HLCTimestamp:
+        return HLCTimestamp.from_bytes(ts.to_bytes())
+
+    mark(ENCODE, "ours", "to_bytes/from_bytes (12 B, lossless)")(round_trip)
+
+
+def test_hlc_bytes_hlcpy(mark: Any) -> None:
+    ts = hlcpy.HLC.from_now()
+
+    def round_trip() -> Any:
+        return hlcpy.HLC.from_bytes(ts.to_bytes())
+
+    mark(ENCODE, "peer", "hlcpy to_bytes/from_bytes (8 B, ms, lossy)")(round_trip)
+
+
+# -- Lamport -------------------------------------------------------------------------------------
+
+
+def test_lamport_tick_ours(mark: Any) -> None:
+    clock = LamportClock()
+    mark("clocks: Lamport tick (thread-safe)", "ours", "LamportClock.tick")(clock.tick)
+
+
+def test_lamport_tick_floor(mark: Any) -> None:
+    mark("clocks: Lamport tick (thread-safe)", "floor", "time.time_ns()")(time.time_ns)
+
+
+# -- vector clocks -------------------------------------------------------------------------------
+
+
+def _pair(n: int) -> tuple[dict[str, int], dict[str, int]]:
+    # Same nodes, each side ahead on half of them: concurrent, the merge touches every entry.
+    a = {f"node-{i:03d}": 10 + (i % 2) for i in range(n)}
+    b = {f"node-{i:03d}": 10 + ((i + 1) % 2) for i in range(n)}
+    return a, b
+
+
+def _before_pair(n: int) -> tuple[dict[str, int], dict[str, int]]:
+    # b descends from a by one event on the last node: compare must scan every entry.
+    a = {f"node-{i:03d}": 10 + i for i in range(n)}
+    b = dict(a)
+    b[f"node-{n - 1:03d}"] += 1
+    return a, b
+
+
+def _peer_merge(a: Any, b: Any) -> Any:
+    # vectorclock has no merge: the pointwise max over its public API.
+    out = vc_peer.VectorClock(a.clocks)
+    for node, count in b.clocks.items():
+        if count > out.get_clock(node, 0):
+            out.set_clock(node, count)
+    return out
+
+
+for _n in (3, 100):
+
+    def _merge_ours(mark: Any, n: int = _n) -> None:
+        a, b = _pair(n)
+        mark(f"clocks: vector merge ({n} entries)", "ours", "VectorClock.merge")(
+            VectorClock(a).merge, VectorClock(b)
+        )
+
+    def _merge_peer(mark: Any, n: int = _n) -> None:
+        a, b = _pair(n)
+        goal = 0.25 if n == 100 else None
+        mark(
+            f"clocks: vector merge ({n} entries)", "peer", "vectorclock 0.5 (merge via API)", goal
+        )(_peer_merge, vc_peer.VectorClock(a), vc_peer.VectorClock(b))
+
+    def _compare_ours(mark: Any, n: int = _n) -> None:
+        a, b = _before_pair(n)
+        mark(f"clocks: vector compare ({n} entries)", "ours", "VectorClock.compare")(
+            VectorClock(a).compare, VectorClock(b)
+        )
+
+    def _compare_peer(mark: Any, n: int = _n) -> None:
+        a, b = _before_pair(n)
+        goal = 0.25 if n == 100 else None
+        mark(f"clocks: vector compare ({n} entries)", "peer", "vectorclock 0.5 compare", goal)(
+            vc_peer.VectorClock(a).compare, vc_peer.VectorClock(b), False
+        )
+
+    globals()[f"test_vector_merge_{_n}_ours"] = _merge_ours
+    globals()[f"test_vector_merge_{_n}_peer"] = _merge_peer
+    globals()[f"test_vector_compare_{_n}_ours"] = _compare_ours
+    globals()[f"test_vector_compare_{_n}_peer"] = _compare_peer
+
+
+def test_vector_increment_3_ours(mark: Any) -> None:
+    clock = VectorClock({"a": 1, "b": 2, "c": 3})
+    mark("clocks: vector increment (3 entries)", "ours", "VectorClock.increment")(
+        clock.increment, "b"
+    )
+
+
+def test_vector_increment_3_peer(mark: Any) -> None:
+    clock = vc_peer.VectorClock({"a": 1, "b": 2, "c": 3})
+
+    def increment() -> None:
+        clock.set_clock("b", clock.get_clock("b", 0) + 1)
+
+    mark("clocks: vector increment (3 entries)", "peer", "vectorclock 0.5 set_clock (mutates)")(
+        increment
+    )
