@@ -32,6 +32,8 @@ from dsprims.errors import (
 
 # Each area adds its imports in its own block below, so parallel work merges cleanly.
 # -- consistent hashing (dsprims.hashing) --
+from dsprims.hashing import EmptyRingError, HashRing, Move
+
 # -- rate limiting (dsprims.ratelimit) --
 from dsprims.ratelimit import (
     AsyncCompositeLimiter,
@@ -96,6 +98,9 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [  # grouped by area (RUF022 is off for this reason)
     # -- consistent hashing --
+    "EmptyRingError",
+    "HashRing",
+    "Move",
     # -- rate limiting --
     "AsyncCompositeLimiter",
     "AsyncSlidingWindowCounter",
