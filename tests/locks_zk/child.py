@@ -1,8 +1,9 @@
 """Child processes for the ZooKeeper lock acceptance tests (run as ``python child.py MODE …``).
 
-``hold URL PREFIX``: acquire the lock, print ``HELD <token>``, wait for a line on stdin, then
-print ``LOST <bool>``, try a fenced write (``WRITE ok|stale``) and a release
-(``RELEASE ok|lost``).
+``hold URL PREFIX RESOURCE``: acquire the lock, print ``HELD <token>``, wait for a line on
+stdin, then print ``LOST <bool>``, try a fenced write (``WRITE ok|stale``) through a
+``FencedStore`` on RESOURCE (``zk``: the lock's own ZooKeeper; else a backend URL, e.g. Redis)
+and a release (``RELEASE ok|lost``).
 
 ``count URL PREFIX SECONDS``: read-modify-write a counter znode under the lock until SECONDS
 have passed; print ``DONE <increments>``.
@@ -13,13 +14,18 @@ from __future__ import annotations
 import sys
 import time
 
-from dsprims import BackendUnavailable, LockLost, StaleTokenError, backend_from_url
+from dsprims import (
+    BackendUnavailable,
+    FencedStore,
+    LockLost,
+    StaleTokenError,
+    backend_from_url,
+)
 from dsprims.backends.zookeeper import ZooKeeperBackend
-from dsprims.locks.fenced_zookeeper import ZooKeeperFence
 from dsprims.locks.zookeeper import ZooKeeperLock
 
 
-def hold(url: str, prefix: str) -> None:
+def hold(url: str, prefix: str, resource: str) -> None:
     backend = backend_from_url(url, timeout=1.0)
     assert isinstance(backend, ZooKeeperBackend)
     lock = ZooKeeperLock("paused", backend=backend, prefix=prefix)
@@ -27,11 +33,11 @@ def hold(url: str, prefix: str) -> None:
     print(f"HELD {lease.token}", flush=True)
     sys.stdin.readline()
     print(f"LOST {lease.lost}", flush=True)
-    fence = ZooKeeperFence("acct", backend, prefix=prefix)
+    store = FencedStore("acct", backend=backend if resource == "zk" else resource, prefix=prefix)
     give_up = time.monotonic() + 15
     while True:  # an application would retry while the client reconnects
         try:
-            fence.write("balance", f"stale-from-{lease.token}", lease.token)
+            store.write("balance", f"stale-from-{lease.token}", lease.token)
             print("WRITE ok", flush=True)
         except StaleTokenError:
             print("WRITE stale", flush=True)
@@ -70,7 +76,7 @@ def count(url: str, prefix: str, seconds: float) -> None:
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "hold":
-        hold(sys.argv[2], sys.argv[3])
+        hold(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "count":
         count(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     else:

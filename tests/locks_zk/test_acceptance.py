@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from dsprims import BackendUnavailable, FencedStore, StaleTokenError
+from dsprims import (
+    AsyncFencedStore,
+    BackendUnavailable,
+    FencedStore,
+    StaleTokenError,
+    backend_from_url,
+)
 from dsprims.backends.zookeeper import ZooKeeperBackend
 from dsprims.locks.fenced_zookeeper import ZooKeeperFence
 from dsprims.locks.zookeeper import ZooKeeperLock
@@ -55,14 +61,21 @@ def tell(proc: subprocess.Popen[str]) -> None:
     proc.stdin.flush()
 
 
-@pytest.mark.parametrize("round_", [1, 2])
+@pytest.mark.parametrize("resource", ["zookeeper", "zookeeper-again", "redis"])
 def test_paused_holder_loses_and_its_stale_write_is_rejected(
     zookeeper_server: ZooKeeperServerProcess,
     make_backend: MakeBackend,
     key_prefix: str,
-    round_: int,
+    resource: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    child = spawn("hold", f"{zookeeper_server.url}?session_timeout=1", key_prefix)
+    if resource == "redis":
+        resource_url = request.getfixturevalue("redis_server").url
+        store_backend: Any = backend_from_url(resource_url, timeout=1.0)
+    else:
+        resource_url = "zk"
+        store_backend = None
+    child = spawn("hold", f"{zookeeper_server.url}?session_timeout=1", key_prefix, resource_url)
     try:
         held, token = line(child).split()
         assert held == "HELD"
@@ -71,7 +84,7 @@ def test_paused_holder_loses_and_its_stale_write_is_rejected(
         # The paused child's session expires after ~1 s; then this process gets the lock.
         lease = ZooKeeperLock("paused", backend=backend, prefix=key_prefix).acquire(timeout=30)
         assert lease.token > int(token)
-        store = FencedStore("acct", backend=backend, prefix=key_prefix)
+        store = FencedStore("acct", backend=store_backend or backend, prefix=key_prefix)
         store.write("balance", f"fresh-{lease.token}", lease.token)
         os.kill(child.pid, signal.SIGCONT)
         tell(child)
@@ -82,6 +95,8 @@ def test_paused_holder_loses_and_its_stale_write_is_rejected(
         lease.release()
     finally:
         finish(child)
+        if store_backend is not None:
+            store_backend.close()
 
 
 def test_tokens_keep_increasing_across_a_kill_and_restart(
@@ -142,9 +157,18 @@ def test_fenced_store_rejects_lower_tokens_on_zookeeper(
         other.write("k", "older", 8)
 
 
-def test_ensemble_lock_survives_a_killed_peer(zookeeper_ensemble: Any, key_prefix: str) -> None:
-    from dsprims import backend_from_url
+async def test_async_fenced_store_on_zookeeper(
+    zookeeper_backend: ZooKeeperBackend, key_prefix: str
+) -> None:
+    store = AsyncFencedStore("ns", backend=zookeeper_backend, prefix=key_prefix)
+    await store.write("k", "v1", 10)
+    with pytest.raises(StaleTokenError):
+        await store.write("k", "v0", 9)
+    assert await store.read("k") == "v1"
+    assert zookeeper_backend.request("exists", f"/{key_prefix}/fenced:ns/k") is not None
 
+
+def test_ensemble_lock_survives_a_killed_peer(zookeeper_ensemble: Any, key_prefix: str) -> None:
     backend = backend_from_url(f"{zookeeper_ensemble.url}?session_timeout=6", timeout=3.0)
     assert isinstance(backend, ZooKeeperBackend)
     try:

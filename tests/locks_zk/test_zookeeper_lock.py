@@ -203,19 +203,23 @@ def test_abandoned_create_is_deleted_when_its_reply_arrives(
     lease.release()
 
 
+@pytest.mark.parametrize("chroot", ["", "/chrooted"])
 def test_digest_acl_keeps_strangers_out(
-    zookeeper_server: ZooKeeperServerProcess, key_prefix: str
+    zookeeper_server: ZooKeeperServerProcess, key_prefix: str, chroot: str
 ) -> None:
-    backend = backend_from_url(f"{zookeeper_server.url}?digest=alice:secret", timeout=2.0)
+    root = f"{chroot}-{key_prefix}" if chroot else ""
+    backend = backend_from_url(f"{zookeeper_server.url}{root}?digest=alice:secret", timeout=2.0)
     try:
         lock = ZooKeeperLock("acl", backend=backend, prefix=key_prefix)
         lease = lock.acquire()
+        assert not lock.try_acquire()
         stranger = zookeeper_server.client()
         try:
+            assert stranger.exists(f"{root}{lease.owner}") is not None
             with pytest.raises(NoAuthError):
-                stranger.delete(lease.owner)
+                stranger.delete(f"{root}{lease.owner}")
             with pytest.raises(NoAuthError):
-                stranger.create(f"{lock.path}/x-lock-", b"", sequence=True)
+                stranger.create(f"{root}{lock.path}/x-lock-", b"", sequence=True)
         finally:
             stranger.stop()
             stranger.close()
@@ -280,18 +284,19 @@ async def test_async_cancellation_storm_leaves_no_orphans(
     held = await holder.acquire()
     got = 0
 
-    async def contender() -> None:
+    async def contender(patient: bool = False) -> None:
         nonlocal got
         try:
-            lease = await asyncio.wait_for(lock.acquire(), rng.uniform(0.0, 0.02))
+            lease = await asyncio.wait_for(lock.acquire(), 10 if patient else rng.uniform(0, 0.02))
         except TimeoutError:
             return
         got += 1
         await lease.release()
 
-    for round_ in range(10):
-        await asyncio.gather(*(contender() for _ in range(20)))
-        if round_ == 5:
+    for round_ in range(50):  # 1,000 wait_for(acquire(), random timeout)
+        # After the release, one patient contender per round must get through the churn.
+        await asyncio.gather(*(contender(round_ > 25 and i == 10) for i in range(20)))
+        if round_ == 25:
             await held.release()  # the second half races for a free lock
     if not held.released:
         await held.release()
@@ -299,6 +304,7 @@ async def test_async_cancellation_storm_leaves_no_orphans(
     assert await asyncio.to_thread(
         wait_until, lambda: children(holder_backend, lock.path) == [], 15
     )
+    assert got >= 24  # the patient ones got through, the others timed out cleanly
     lease = await lock.try_acquire()
     assert lease is not None
     await lease.release()
