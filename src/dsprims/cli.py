@@ -29,6 +29,7 @@ DEMO_SECTIONS: list[str] = [
     # -- logical clocks --
     "dsprims.clocks.demo",
     # -- locks and fencing --
+    "dsprims.locks.demo_zookeeper",
 ]
 
 #: Callables ``add_parser(subparsers) -> None`` that register further subcommands; each parser

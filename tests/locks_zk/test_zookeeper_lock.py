@@ -342,3 +342,21 @@ def test_works_without_a_pre_existing_client_session_listener(
     finally:
         client.stop()
         client.close()
+
+
+def test_demo_section_on_a_real_zookeeper(zookeeper_server: ZooKeeperServerProcess) -> None:
+    import io
+
+    from dsprims.cli import DemoOptions, DemoOutput
+    from dsprims.locks import demo_zookeeper
+
+    out = io.StringIO()
+    demo_zookeeper.run(DemoOutput(out), DemoOptions(zookeeper=zookeeper_server.hosts))
+    text = out.getvalue()
+    assert "should not happen" not in text
+    assert "stopped" not in text
+    assert "raises LockLost" in text
+    assert "refused: StaleTokenError" in text
+    skipped = io.StringIO()
+    demo_zookeeper.run(DemoOutput(skipped), DemoOptions())
+    assert "Skipped" in skipped.getvalue()
