@@ -233,7 +233,7 @@ def test_zero_max_offset_disables_the_guard() -> None:
     clock = HybridLogicalClock(clock=ManualClock(1_000), max_offset=0)
     far = HLCTimestamp(10**18, 5)
     assert clock.update(far) == HLCTimestamp(10**18, 6)
-    assert clock.stats().max_lead_ns == 10**18 - 1_000
+    assert clock.stats().lead_ns == 10**18 - 1_000
 
 
 def test_update_rejects_non_timestamps() -> None:
@@ -284,7 +284,7 @@ def test_backward_jump_keeps_timestamps_increasing_and_fires_hook_outside_the_lo
     assert a < b
     stats = clock.stats()
     assert stats.backward_jumps == 1
-    assert stats.max_lead_ns == 1_000_000_000
+    assert stats.lead_ns == 1_000_000_000
     physical.set_wall_ns(6_000_000_000)
     assert clock.now() == HLCTimestamp(6_000_000_000, 0)
 
@@ -465,3 +465,14 @@ def test_string_form() -> None:
             HLCTimestamp.parse(bad)
     with pytest.raises(TypeError, match="text"):
         HLCTimestamp.parse(b"x")  # type: ignore[arg-type]
+
+
+def test_stats_of_a_fresh_clock() -> None:
+    stats = HybridLogicalClock(clock=ManualClock(5)).stats()
+    assert stats.lead_ns == 0
+    assert stats.last == HLCTimestamp(0, 0)
+    assert (stats.backward_jumps, stats.skew_rejections, stats.largest_backward_jump_ns) == (
+        0,
+        0,
+        0,
+    )

@@ -302,6 +302,7 @@ class HLCTimestamp(tuple[int, int]):
 
 
 _new = tuple.__new__
+_NEVER = -(1 << 63)  # "no physical reading yet": below any reading, so never a backward jump
 _ZERO = _new(HLCTimestamp, (0, 0))
 
 
@@ -353,7 +354,8 @@ def hlc_receive(
     if remote.__class__ is not HLCTimestamp and not isinstance(remote, HLCTimestamp):
         raise TypeError(f"remote must be an HLCTimestamp, got {type(remote).__name__}")
     remote_wall, remote_logical = remote
-    if max_offset_ns and remote_wall - pt > max_offset_ns:
+    # Typically the remote is behind: one subtraction and one comparison decide.
+    if remote_wall - pt > max_offset_ns and max_offset_ns:
         raise ClockSkewError(
             f"remote wall time {remote_wall} ns is {remote_wall - pt} ns ahead of the local "
             f"physical clock ({pt} ns), more than max_offset ({max_offset_ns} ns)"
@@ -386,15 +388,15 @@ class HLCStats:
             the clock's ``backward_jump_threshold``.
         largest_backward_jump_ns: the largest backward step seen, of any size (ns).
         skew_rejections: how many remote timestamps :meth:`HybridLogicalClock.update` refused.
-        max_lead_ns: the largest lead of the issued wall time over the physical clock (ns);
-            bounded by the skew between nodes and by backward jumps.
+        lead_ns: how far the last timestamp's wall time is ahead of the last physical clock
+            reading (ns, >= 0); bounded by the skew absorbed from peers and by backward jumps.
     """
 
     last: HLCTimestamp
     backward_jumps: int
     largest_backward_jump_ns: int
     skew_rejections: int
-    max_lead_ns: int
+    lead_ns: int
 
 
 P = TypeVar("P")
@@ -436,7 +438,6 @@ class HybridLogicalClock:
         "_last",
         "_last_pt",
         "_lock",
-        "_max_lead_ns",
         "_max_offset_ns",
         "_on_backward_jump",
         "_release",
@@ -478,11 +479,10 @@ class HybridLogicalClock:
         self._acquire = self._lock.acquire
         self._release = self._lock.release
         self._last: HLCTimestamp = start
-        self._last_pt = -(1 << 63)
+        self._last_pt = _NEVER
         self._backward_jumps = 0
         self._largest_jump_ns = 0
         self._skew_rejections = 0
-        self._max_lead_ns = 0
 
     @property
     def max_offset(self) -> float:
@@ -516,7 +516,7 @@ class HybridLogicalClock:
         finally:
             self._release()
         if pt < last_pt:
-            self._observe(ts, pt, last_pt - pt)
+            self._observe(last_pt - pt)
         return ts
 
     def update(self, remote: HLCTimestamp) -> HLCTimestamp:
@@ -546,8 +546,8 @@ class HybridLogicalClock:
             self._last = ts
         finally:
             self._release()
-        if pt < last_pt or ts[0] > pt:
-            self._observe(ts, pt, last_pt - pt)
+        if pt < last_pt:
+            self._observe(last_pt - pt)
         return ts
 
     def stamp(self, payload: P) -> Stamped[P, HLCTimestamp]:
@@ -586,16 +586,13 @@ class HybridLogicalClock:
                 backward_jumps=self._backward_jumps,
                 largest_backward_jump_ns=self._largest_jump_ns,
                 skew_rejections=self._skew_rejections,
-                max_lead_ns=self._max_lead_ns,
+                lead_ns=max(self._last[0] - self._last_pt, 0) if self._last_pt != _NEVER else 0,
             )
 
-    def _observe(self, ts: HLCTimestamp, pt: int, jump: int) -> None:
-        # The rare path: the physical clock stepped back, or the issued wall time leads it.
-        lead = ts[0] - pt
+    def _observe(self, jump: int) -> None:
+        # The rare path: the physical clock stepped back.
         report = False
         with self._lock:
-            if lead > self._max_lead_ns:
-                self._max_lead_ns = lead
             if jump > self._largest_jump_ns:
                 self._largest_jump_ns = jump
             if jump > self._threshold_ns:

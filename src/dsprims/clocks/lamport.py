@@ -61,11 +61,14 @@ class LamportClock:
         (1, 11, 11)
     """
 
-    __slots__ = ("_lock", "_value")
+    __slots__ = ("_acquire", "_release", "_value")
 
     def __init__(self, start: int = 0) -> None:
         self._value = _check("start", start)
-        self._lock = threading.Lock()
+        lock = threading.Lock()
+        # Bound methods in slots: cheaper than ``with lock`` on CPython 3.11 (see hlc.py).
+        self._acquire = lock.acquire
+        self._release = lock.release
 
     @property
     def value(self) -> int:
@@ -74,8 +77,11 @@ class LamportClock:
 
     def tick(self) -> int:
         """A local or send event: increment and return the new value."""
-        with self._lock:
+        self._acquire()
+        try:
             self._value = value = lamport_tick(self._value)
+        finally:
+            self._release()
         return value
 
     def receive(self, remote: int) -> int:
@@ -89,8 +95,11 @@ class LamportClock:
             _check("remote", remote)
         elif remote < 0:
             raise ValueError(f"remote must be >= 0, got {remote!r}")
-        with self._lock:
+        self._acquire()
+        try:
             self._value = value = lamport_receive(self._value, remote)
+        finally:
+            self._release()
         return value
 
     def stamp(self, payload: P) -> Stamped[P, int]:
