@@ -63,6 +63,7 @@ from dsprims.breaker import (
 
 # -- logical clocks (dsprims.clocks) --
 from dsprims.clocks import (
+    DVVSet,
     HLCTimestamp,
     HybridLogicalClock,
     LamportClock,
@@ -122,6 +123,7 @@ __all__ = [  # grouped by area (RUF022 is off for this reason)
     "Permit",
     "StateChangeEvent",
     # -- logical clocks --
+    "DVVSet",
     "HLCTimestamp",
     "HybridLogicalClock",
     "LamportClock",

@@ -3,6 +3,8 @@
 * :class:`LamportClock` — one integer; respects causality (e → f implies C(e) < C(f)).
 * :class:`VectorClock` — characterises causality exactly, including concurrency; size grows with
   the number of writers.
+* :class:`DVVSet` — dotted version vector sets: the siblings of a replicated key, with exact
+  conflict detection and one counter per coordinating node.
 * :class:`HybridLogicalClock` — Lamport-like causality in a 12-byte timestamp that stays within
   ``max_offset`` of physical time.
 
@@ -13,6 +15,7 @@ guarded by a plain lock, and never block.
 
 from __future__ import annotations
 
+from dsprims.clocks.dvv import DVVSet
 from dsprims.clocks.hlc import (
     MAX_LOGICAL,
     MAX_WALL_NS,
@@ -27,6 +30,7 @@ from dsprims.clocks.message import Stamped
 from dsprims.clocks.vector import Ordering, PrunePolicy, VectorClock, VectorClockNode
 
 __all__ = [
+    "DVVSet",
     "MAX_LOGICAL",
     "MAX_WALL_NS",
     "HLCStats",

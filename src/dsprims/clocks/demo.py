@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dsprims.clocks.dvv import DVVSet
 from dsprims.clocks.hlc import HLCTimestamp, HybridLogicalClock
 from dsprims.clocks.vector import VectorClockNode
 from dsprims.errors import ClockSkewError
@@ -68,3 +69,9 @@ def run(out: DemoOutput, options: DemoOptions) -> None:
     out.line(
         f"Encodings: 12 bytes {after.to_bytes().hex()} | 64-bit {after.to_int()} | text {after}"
     )
+
+    state = DVVSet[str]().put("cart=[tea]", None, "server-1")
+    context = state.context()
+    state = state.put("cart=[tea, cake]", context, "server-1")
+    state = state.put("cart=[]", context, "server-1")  # same stale context: a real conflict
+    out.good(f"Dotted version vectors keep concurrent writes as siblings: {sorted(state.values)}")
