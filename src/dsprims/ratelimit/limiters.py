@@ -624,8 +624,13 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     decision = RateLimitDecision
 
     known = limiter._known
+    margin = _MARGIN
+    # The last admitting decision, reused when the next one is equal (decisions are immutable).
+    # Traffic below the limit keeps meeting a full bucket, so most decisions repeat exactly.
+    last = make(decision, (True, -1, 0.0, -1.0, limit, False))
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
+        nonlocal last
         try:
             k = known[key]
         except (KeyError, TypeError):
@@ -642,9 +647,15 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
             )
             if allowed:
                 entry[0] = tat
-                entry[1] = t + reset * 1e-6 + _MARGIN
+                entry[1] = t + reset * 1e-6 + margin
         if allowed:
-            return make(decision, (True, remaining, 0.0, reset / 1e6, limit, False))
+            seconds = reset / 1e6
+            same = last  # one read of the cell: a racing writer swaps the whole decision
+            if same[1] == remaining and same[3] == seconds:
+                return same
+            fresh = make(decision, (True, remaining, 0.0, seconds, limit, False))
+            last = fresh
+            return fresh
         return make(decision, (False, remaining, (retry + 1) / 1e6, reset / 1e6, limit, False))
 
     try_acquire.__doc__ = _SyncLimiter.try_acquire.__doc__
