@@ -6,6 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dsprims import ManualClock
+from dsprims.locks.lease import Lease
+from dsprims.locks.zookeeper import _Held, _Session
 from dsprims.locks.zookeeper_core import (
     AwaitChange,
     Busy,
@@ -23,6 +26,7 @@ from dsprims.locks.zookeeper_core import (
     owned_by,
     position,
     sequence_of,
+    session_effect,
 )
 
 
@@ -143,3 +147,68 @@ def test_a_vanished_node_is_enrolled_again_but_not_forever() -> None:
 
     with pytest.raises(ContenderVanished):
         churn()
+
+
+def test_session_effects() -> None:
+    assert session_effect("LOST", suspended_is_lost=False)[0] == "lose"
+    assert session_effect("SUSPENDED", suspended_is_lost=False) == ("keep", "")
+    assert session_effect("SUSPENDED", suspended_is_lost=True)[0] == "lose"
+    assert session_effect("CONNECTED", suspended_is_lost=True) == ("keep", "")
+
+
+class _Result:
+    """A stand-in for a settled kazoo IAsyncResult."""
+
+    def __init__(self, value: object = None, error: BaseException | None = None) -> None:
+        self.value, self.error = value, error
+
+    def get(self, block: bool = True) -> object:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Driver:
+    def release_lease(self, lease: object) -> None:
+        return None
+
+    def extend_lease(self, lease: object, ttl: float | None) -> float | None:
+        return None
+
+
+def _held_lease(clock: ManualClock, timeout: float = 2.0) -> tuple[Lease, _Held]:
+    lease = Lease(
+        "n", 5, owner="/p/n/x-lock-0000000001", driver=_Driver(), clock=clock, ttl=timeout
+    )
+    return lease, _Held(lease, lease.owner, clock, timeout, strict=False)
+
+
+def test_heartbeat_answers_move_the_deadline_only_while_the_lease_is_valid(
+    manual_clock: ManualClock,
+) -> None:
+    stat = object()
+    lease, held = _held_lease(manual_clock)
+    first = lease.deadline
+    assert first is not None
+    manual_clock.advance(1.0)
+    _Session._confirmed(held, manual_clock.monotonic(), _Result(stat))
+    assert lease.deadline is not None
+    assert lease.deadline > first
+    # An unanswered heartbeat (connection lost) changes nothing: the deadline decides.
+    _Session._confirmed(held, manual_clock.monotonic() + 0.5, _Result(error=OSError("gone")))
+    manual_clock.advance(2.5)  # paused past the deadline
+    sent = manual_clock.monotonic()
+    manual_clock.advance(0.01)
+    # A late answer cannot revive the lease: it lapsed before the request was sent.
+    _Session._confirmed(held, sent, _Result(stat))
+    assert lease.lost
+
+
+def test_heartbeat_finding_the_node_gone_marks_the_lease_lost(manual_clock: ManualClock) -> None:
+    fired: list[object] = []
+    lease, held = _held_lease(manual_clock)
+    lease._on_lost = fired.append
+    _Session._confirmed(held, manual_clock.monotonic(), _Result(None))
+    assert lease.lost
+    assert fired == [lease]
+    assert "deleted" in (lease.lost_reason or "")

@@ -203,6 +203,31 @@ def test_abandoned_create_is_deleted_when_its_reply_arrives(
     lease.release()
 
 
+def test_create_whose_reply_died_with_the_connection_is_swept_on_reconnect(
+    zookeeper_server: ZooKeeperServerProcess, make_backend: MakeBackend, key_prefix: str
+) -> None:
+    # kazoo issue #732: the create reaches the server but its reply is lost with the
+    # connection; the session survives, so nothing would ever delete the node.
+    backend = make_backend(session_timeout=3.0, timeout=0.3)
+    lock = ZooKeeperLock("lost-reply", backend=backend, prefix=key_prefix)
+    lock.acquire().release()
+    suspended = threading.Event()
+    backend.add_listener(lambda state: suspended.set() if state == "SUSPENDED" else None)
+    session_id = backend.client.client_id[0]
+    zookeeper_server.freeze()
+    try:
+        with pytest.raises(BackendUnavailable):
+            lock.acquire(timeout=5)
+        assert suspended.wait(10)  # the client gave up on the connection (reply lost)
+    finally:
+        zookeeper_server.thaw()
+    assert wait_until(lambda: backend.client.connected, timeout=15)
+    assert backend.client.client_id[0] == session_id  # same session: no help from expiry
+    assert wait_until(lambda: lock.pending_cleanups() == 0, timeout=15)
+    assert children(make_backend(), lock.path) == []
+    lock.acquire(timeout=5).release()
+
+
 @pytest.mark.parametrize("chroot", ["", "/chrooted"])
 def test_digest_acl_keeps_strangers_out(
     zookeeper_server: ZooKeeperServerProcess, key_prefix: str, chroot: str

@@ -76,6 +76,7 @@ from dsprims.locks.zookeeper_core import (
     acquire_protocol,
     confirm_deadline,
     owned_by,
+    session_effect,
 )
 from dsprims.timesource import SYSTEM_CLOCK, Clock
 
@@ -158,24 +159,19 @@ class _Session:
 
     def _on_state(self, state: str) -> None:
         # Runs on kazoo's connection thread: never block it (on_lost callbacks may block).
+        doomed: list[tuple[_Held, str]] = []
         with self._lock:
             if state == KazooState.LOST:
                 self.losses += 1
-                doomed = list(self._held.values())
                 self._pending.clear()  # ephemeral nodes died with the session
-            elif state == KazooState.SUSPENDED:
-                doomed = [held for held in self._held.values() if held.strict]
-            else:
-                doomed = []
+            for held in self._held.values():
+                effect, reason = session_effect(str(state), suspended_is_lost=held.strict)
+                if effect == "lose":
+                    doomed.append((held, reason))
             wakers = list(self._wakers)
-        reason = (
-            "the ZooKeeper session expired (LOST)"
-            if state == KazooState.LOST
-            else "the ZooKeeper connection was SUSPENDED (suspended_is_lost=True)"
-        )
         if doomed:
             threading.Thread(
-                target=self._mark_lost, args=(doomed, reason), daemon=True, name="dsprims-zk-lost"
+                target=self._mark_lost, args=(doomed,), daemon=True, name="dsprims-zk-lost"
             ).start()
         if state == KazooState.CONNECTED:
             self._kick.set()
@@ -184,8 +180,8 @@ class _Session:
             wake()
 
     @staticmethod
-    def _mark_lost(doomed: list[_Held], reason: str) -> None:
-        for held in doomed:
+    def _mark_lost(doomed: list[tuple[_Held, str]]) -> None:
+        for held, reason in doomed:
             held.lease._mark_lost(reason)
 
     def add_waker(self, wake: Callable[[], None]) -> None:

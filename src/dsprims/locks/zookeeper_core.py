@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 __all__ = [
     "NODE_MARK",
@@ -43,6 +43,7 @@ __all__ = [
     "Enroll",
     "Enrolled",
     "Granted",
+    "LeaseEffect",
     "ListContenders",
     "MakeParent",
     "Outcome",
@@ -55,6 +56,7 @@ __all__ = [
     "owned_by",
     "position",
     "sequence_of",
+    "session_effect",
 ]
 
 #: Separates the owner id from the sequence suffix in a contender node name.
@@ -146,6 +148,26 @@ def confirm_deadline(
         return None
     candidate = sent_at + session_timeout - session_timeout * drift - floor
     return max(deadline, candidate)
+
+
+#: What a session state change means for a held lease: ``"lose"`` or ``"keep"``.
+LeaseEffect = Literal["lose", "keep"]
+
+
+def session_effect(state: str, *, suspended_is_lost: bool) -> tuple[LeaseEffect, str]:
+    """The effect of a kazoo session state (``"CONNECTED"``, ``"SUSPENDED"``, ``"LOST"``).
+
+    ``LOST`` (the session expired, its ephemeral nodes are gone) loses every lease of the
+    session. ``SUSPENDED`` (the connection dropped; the server keeps the session for the session
+    timeout) loses a lease only under ``suspended_is_lost``; otherwise the lease stays valid
+    until its local deadline, which no heartbeat can move while suspended, so it ends no later
+    than the moment the server could expire the session. Returns the effect and its reason.
+    """
+    if state == "LOST":
+        return "lose", "the ZooKeeper session expired (LOST)"
+    if state == "SUSPENDED" and suspended_is_lost:
+        return "lose", "the ZooKeeper connection was SUSPENDED (suspended_is_lost=True)"
+    return "keep", ""
 
 
 # -- the acquire protocol -----------------------------------------------------------------------
