@@ -22,7 +22,7 @@ from dsprims import (
 from dsprims.backends.zookeeper import ZooKeeperBackend
 from dsprims.locks.fenced_zookeeper import ZooKeeperFence
 from dsprims.locks.zookeeper import ZooKeeperLock
-from dsprims.testing.servers import ZooKeeperServerProcess
+from dsprims.testing.servers import ZooKeeperServerProcess, _send
 
 from .conftest import MakeBackend, children
 
@@ -168,14 +168,21 @@ async def test_async_fenced_store_on_zookeeper(
     assert zookeeper_backend.request("exists", f"/{key_prefix}/fenced:ns/k") is not None
 
 
-def test_ensemble_lock_survives_a_killed_peer(zookeeper_ensemble: Any, key_prefix: str) -> None:
+def test_ensemble_lock_survives_killing_the_leader(
+    zookeeper_ensemble: Any, key_prefix: str
+) -> None:
     backend = backend_from_url(f"{zookeeper_ensemble.url}?session_timeout=6", timeout=3.0)
     assert isinstance(backend, ZooKeeperBackend)
     try:
         lock = ZooKeeperLock("ens", backend=backend, prefix=key_prefix)
         first = lock.acquire(timeout=10)
         first.release()
-        zookeeper_ensemble.nodes[0].kill()
+        leader = next(
+            node
+            for node in zookeeper_ensemble.nodes
+            if b"Mode: leader" in _send(node.port, b"srvr", timeout=2.0)
+        )
+        leader.kill()
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -186,6 +193,7 @@ def test_ensemble_lock_survives_a_killed_peer(zookeeper_ensemble: Any, key_prefi
                     raise
                 time.sleep(0.1)
         assert second.token > first.token
+        assert second.token >> 32 > first.token >> 32  # a new leader starts a new epoch
         assert not second.lost
         second.release()
         assert children(backend, lock.path) == []
