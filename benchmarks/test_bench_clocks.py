@@ -152,6 +152,43 @@ for _n in (3, 100):
     globals()[f"test_vector_compare_{_n}_peer"] = _compare_peer
 
 
+# One clock knows a node the other has not heard of yet: the realigning path.
+UNALIGNED_MERGE = "clocks: vector merge (100 vs 101 entries)"
+UNALIGNED_COMPARE = "clocks: vector compare (100 vs 101 entries)"
+
+
+def _unaligned() -> tuple[dict[str, int], dict[str, int]]:
+    a, b = _pair(100)
+    b["node-new"] = 1
+    return a, b
+
+
+def test_vector_merge_unaligned_ours(mark: Any) -> None:
+    a, b = _unaligned()
+    mark(UNALIGNED_MERGE, "ours", "VectorClock.merge")(VectorClock(a).merge, VectorClock(b))
+
+
+def test_vector_merge_unaligned_peer(mark: Any) -> None:
+    a, b = _unaligned()
+    mark(UNALIGNED_MERGE, "peer", "vectorclock 0.5 (merge via API)")(
+        _peer_merge, vc_peer.VectorClock(a), vc_peer.VectorClock(b)
+    )
+
+
+def test_vector_compare_unaligned_ours(mark: Any) -> None:
+    a, b = _before_pair(100)
+    b["node-new"] = 1
+    mark(UNALIGNED_COMPARE, "ours", "VectorClock.compare")(VectorClock(a).compare, VectorClock(b))
+
+
+def test_vector_compare_unaligned_peer(mark: Any) -> None:
+    a, b = _before_pair(100)
+    b["node-new"] = 1
+    mark(UNALIGNED_COMPARE, "peer", "vectorclock 0.5 compare")(
+        vc_peer.VectorClock(a).compare, vc_peer.VectorClock(b), False
+    )
+
+
 def test_vector_increment_3_ours(mark: Any) -> None:
     clock = VectorClock({"a": 1, "b": 2, "c": 3})
     mark("clocks: vector increment (3 entries)", "ours", "VectorClock.increment")(

@@ -210,6 +210,23 @@ def reference_compare(x: VectorClock, y: VectorClock) -> Ordering:
     return Ordering.CONCURRENT
 
 
+many_nodes = [f"node-{i:02d}" for i in range(30)]
+wide_clocks = st.dictionaries(st.sampled_from(many_nodes), counts, max_size=30).map(VectorClock)
+
+
+@given(wide_clocks, wide_clocks)
+def test_wide_clocks_merge_and_compare_like_the_reference(a: VectorClock, b: VectorClock) -> None:
+    # Up to 30 nodes: the realignment paths for many missing nodes, not just a few.
+    assert a.compare(b) is reference_compare(a, b)
+    assert a.merge(b).to_dict() == {
+        n: max(a[n], b[n]) for n in set(a.nodes) | set(b.nodes) if max(a[n], b[n])
+    }
+    superset = a.merge(b)
+    assert a <= superset
+    assert b <= superset
+    assert superset.merge(a) == superset
+
+
 @given(clocks, clocks, clocks)
 def test_merge_is_a_least_upper_bound(a: VectorClock, b: VectorClock, c: VectorClock) -> None:
     ab = a.merge(b)

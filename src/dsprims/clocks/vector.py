@@ -24,9 +24,10 @@ Failure modes:
   look ordered.
 
 Representation: the sorted node ids in a tuple, and every counter in one fixed-width field
-(64 bits plus a guard bit) of a single big integer. Merge and compare of clocks over the same
-nodes are then a few big-integer operations ("SIMD within a register") that CPython runs in C,
-instead of a Python-level step per node. Counters are therefore limited to ``2**64 - 1``
+(9 bytes: 64 counter bits, then a guard bit) of a single big integer. Merge and compare of
+clocks over the same nodes are then a few big-integer operations ("SIMD within a register")
+that CPython runs in C, instead of a Python-level step per node; when one clock has a few nodes
+the other lacks, empty fields are spliced in first. Counters are therefore limited to ``2**64 - 1``
 (:data:`MAX_COUNTER`), beyond any realistic event count.
 """
 
@@ -34,11 +35,13 @@ from __future__ import annotations
 
 import enum
 import json
+import struct
 import sys
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, TypeVar
 
 from dsprims.clocks.message import Stamped
@@ -66,17 +69,23 @@ _object_new = object.__new__
 
 # Packed representation. Counters live in one big integer, one fixed-width field per node in the
 # order of the sorted node ids: field i holds the counter of nodes[i] in bits [i*_F, i*_F + _W)
-# and bit i*_F + _W is a guard bit, always 0 in a stored clock. Pointwise <= and max then reduce
-# to a handful of big-integer operations that CPython runs in C over machine words ("SIMD within
-# a register"), instead of one Python-level comparison per node:
+# and bit i*_F + _W is a guard bit, always 0 in a stored clock (as are the bits above it). Pointwise
+# <= and max then reduce to a handful of big-integer operations that CPython runs in C over
+# machine words ("SIMD within a register"), instead of one Python-level comparison per node:
 #
 #   (B | G) - A      never borrows across fields (each field computes 2**_W + b_i - a_i > 0),
 #                    and keeps field i's guard bit iff b_i >= a_i.
+#
+# Fields are 9 bytes wide so that packing and unpacking all counters is one struct call over the
+# integer's little-endian bytes.
 _W = 64
-_F = _W + 1
+_F = 72
+_FIELD_BYTES = _F // 8
 #: Counters are below 2**64 (more than 10**19 events per node).
 MAX_COUNTER = (1 << _W) - 1
 _GUARDS: dict[int, int] = {}
+_STRUCTS: dict[int, struct.Struct] = {}
+_CACHE_LIMIT = 4096
 
 
 def _guards(n: int) -> int:
@@ -85,20 +94,27 @@ def _guards(n: int) -> int:
     if g is None:
         ones = ((1 << (n * _F)) - 1) // ((1 << _F) - 1)  # bit 0 of every field
         g = ones << _W
-        if len(_GUARDS) < 4096:
+        if len(_GUARDS) < _CACHE_LIMIT:
             _GUARDS[n] = g
     return g
 
 
-def _pack(nodes: tuple[str, ...], counts: Mapping[str, int]) -> int:
-    packed = 0
-    for i, node in enumerate(nodes):
-        packed |= counts[node] << (i * _F)
-    return packed
+def _layout(n: int) -> struct.Struct:
+    layout = _STRUCTS.get(n)
+    if layout is None:
+        layout = struct.Struct("<" + "Qx" * n)  # 8 counter bytes, 1 guard byte per field
+        if len(_STRUCTS) < _CACHE_LIMIT:
+            _STRUCTS[n] = layout
+    return layout
 
 
-def _unpack(nodes: tuple[str, ...], packed: int) -> dict[str, int]:
-    return {node: (packed >> (i * _F)) & MAX_COUNTER for i, node in enumerate(nodes)}
+def _pack(counts: Iterable[int], n: int) -> int:
+    return int.from_bytes(_layout(n).pack(*counts), "little")
+
+
+def _unpack(packed: int, n: int) -> tuple[int, ...]:
+    counts: tuple[int, ...] = _layout(n).unpack(packed.to_bytes(n * _FIELD_BYTES, "little"))
+    return counts
 
 
 def _checked(mapping: Mapping[str, int] | Iterable[tuple[str, int]]) -> dict[str, int]:
@@ -121,31 +137,80 @@ def _checked(mapping: Mapping[str, int] | Iterable[tuple[str, int]]) -> dict[str
 
 def _le_aligned(a: int, b: int, n: int) -> bool:
     """Pointwise a <= b for two packings over the same nodes."""
-    g = _guards(n)
+    g = _GUARDS.get(n) or _guards(n)
     return ((b | g) - a) & g == g
 
 
-def _select(a: int, b: int, take_b: int) -> int:
-    """Field-wise choice: b where take_b has the field's bit 0 set, else a."""
-    mask = (take_b << _W) - take_b  # bits [0, _W) of every chosen field
+def _max_aligned(a: int, b: int, n: int) -> int:
+    """Pointwise max of two packings over the same nodes (returns ``a`` or ``b`` if it is)."""
+    g = _GUARDS.get(n) or _guards(n)
+    b_ge = ((b | g) - a) & g  # guard bit set where b_i >= a_i
+    if b_ge == g:
+        return b
+    if not b_ge:
+        return a
+    take_b = b_ge >> _W
+    mask = (take_b << _W) - take_b  # counter bits of every field where b wins
     return (b & mask) | (a & ~mask)
 
 
-def _max_aligned(a: int, b: int, n: int) -> int:
-    """Pointwise max of two packings over the same nodes."""
-    g = _guards(n)
-    take_b = (((b | g) - a) & g) >> _W
-    return _select(a, b, take_b)
+def _insert_zero_fields(packed: int, positions: Iterable[int]) -> int:
+    """Insert empty fields so that they land at ``positions`` (increasing) of the result."""
+    for position in positions:
+        shift = position * _F
+        packed = (packed & ((1 << shift) - 1)) | ((packed >> shift) << (shift + _F))
+    return packed
+
+
+#: Above this many extra nodes, re-packing through a dict beats inserting fields one by one.
+_FEW = 8
+
+
+def _embed(small: VectorClock, big: tuple[str, ...]) -> int | None:
+    """``small``'s packing re-laid onto ``big`` when its nodes are a subset of ``big``, else None.
+
+    ``big`` is sorted and longer than ``small``'s nodes.
+    """
+    nodes = small._nodes
+    n = len(nodes)
+    extra = len(big) - n
+    if extra <= _FEW:
+        # If nodes is a subset of big, "nodes[i] == big[i + found]" holds below the next extra
+        # node and fails from it on, so each extra node is found by bisection.
+        positions: list[int] = []
+        lo = 0
+        for found in range(extra):
+            hi = n
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if nodes[mid] == big[mid + found]:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            positions.append(lo + found)
+        kept: tuple[str, ...] = ()
+        start = 0
+        for position in positions:
+            kept += big[start:position]
+            start = position + 1
+        kept += big[start:]
+        if kept != nodes:
+            return None
+        return _insert_zero_fields(small._packed, positions)
+    if not set(nodes).issubset(big):
+        return None
+    counts = dict(zip(nodes, _unpack(small._packed, n), strict=True))
+    return _pack(map(counts.get, big, repeat(0)), len(big))
 
 
 def _realign(clock: VectorClock, nodes: tuple[str, ...]) -> int:
     """Re-pack ``clock`` onto ``nodes``, a sorted superset of its nodes."""
-    position = {node: i for i, node in enumerate(nodes)}
-    packed = clock._packed
-    out = 0
-    for i, node in enumerate(clock._nodes):
-        out |= ((packed >> (i * _F)) & MAX_COUNTER) << (position[node] * _F)
-    return out
+    if len(nodes) == len(clock._nodes):
+        return clock._packed
+    embedded = _embed(clock, nodes)
+    if embedded is None:  # pragma: no cover - callers pass supersets
+        raise AssertionError("realign target is not a superset")
+    return embedded
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +281,7 @@ class VectorClock:
     ) -> None:
         counts = {} if mapping is None else _checked(mapping)
         self._nodes = nodes = tuple(sorted(counts))
-        self._packed = _pack(nodes, counts)
+        self._packed = _pack(map(counts.__getitem__, nodes), len(nodes))
         self._hash = -1  # never a real hash value: CPython maps -1 to -2
 
     @classmethod
@@ -242,7 +307,8 @@ class VectorClock:
 
     def to_dict(self) -> dict[str, int]:
         """A new ``{node: counter}`` dict of the non-zero entries, in node order."""
-        return _unpack(self._nodes, self._packed)
+        nodes = self._nodes
+        return dict(zip(nodes, _unpack(self._packed, len(nodes)), strict=True))
 
     def to_json(self) -> str:
         """The compact JSON form, e.g. ``{"a":3,"b":1}`` (keys sorted, no spaces)."""
@@ -331,15 +397,32 @@ class VectorClock:
         Raises:
             TypeError: ``other`` is not a :class:`VectorClock`.
         """
-        if not isinstance(other, VectorClock):
+        if other.__class__ is not VectorClock and not isinstance(other, VectorClock):
             raise TypeError(f"other must be a VectorClock, got {type(other).__name__}")
         nodes = self._nodes
         if nodes is other._nodes or nodes == other._nodes:
-            return VectorClock._wrap(nodes, _max_aligned(self._packed, other._packed, len(nodes)))
+            a = self._packed
+            b = other._packed
+            merged = _max_aligned(a, b, len(nodes))
+            # Reuse an input when it already is the least upper bound: no allocation.
+            if merged is b:
+                return other
+            if merged is a:
+                return self
+            return VectorClock._wrap(nodes, merged)
         return self._merge_unaligned(other)
 
     def _merge_unaligned(self, other: VectorClock) -> VectorClock:
-        union = tuple(sorted({*self._nodes, *other._nodes}))
+        mine, theirs = self._nodes, other._nodes
+        if len(mine) < len(theirs):
+            embedded = _embed(self, theirs)
+            if embedded is not None:
+                return VectorClock._wrap(theirs, _max_aligned(embedded, other._packed, len(theirs)))
+        elif len(theirs) < len(mine):
+            embedded = _embed(other, mine)
+            if embedded is not None:
+                return VectorClock._wrap(mine, _max_aligned(self._packed, embedded, len(mine)))
+        union = tuple(sorted({*mine, *theirs}))
         a = _realign(self, union)
         b = _realign(other, union)
         return VectorClock._wrap(union, _max_aligned(a, b, len(union)))
@@ -350,7 +433,7 @@ class VectorClock:
         Raises:
             TypeError: ``other`` is not a :class:`VectorClock`.
         """
-        if not isinstance(other, VectorClock):
+        if other.__class__ is not VectorClock and not isinstance(other, VectorClock):
             raise TypeError(f"other must be a VectorClock, got {type(other).__name__}")
         nodes = self._nodes
         a = self._packed
@@ -358,32 +441,34 @@ class VectorClock:
         if nodes is other._nodes or nodes == other._nodes:
             if a == b:
                 return Ordering.EQUAL
-            g = _guards(len(nodes))
+            g = _GUARDS.get(len(nodes)) or _guards(len(nodes))
             if ((b | g) - a) & g == g:
                 return Ordering.BEFORE
             if ((a | g) - b) & g == g:
                 return Ordering.AFTER
             return Ordering.CONCURRENT
-        mine = set(nodes)
-        theirs = set(other._nodes)
-        # Stored counters are > 0, so a clock with a node the other lacks is not <= the other.
-        if mine < theirs:
-            if _le_aligned(_realign(self, other._nodes), b, len(theirs)):
+        # Stored counters are > 0, so a clock with a node the other lacks is not <= the other:
+        # only a strict subset of nodes can be BEFORE (or AFTER, the other way round).
+        theirs = other._nodes
+        if len(nodes) < len(theirs):
+            embedded = _embed(self, theirs)
+            if embedded is not None and _le_aligned(embedded, b, len(theirs)):
                 return Ordering.BEFORE
-            return Ordering.CONCURRENT
-        if theirs < mine:
-            if _le_aligned(_realign(other, nodes), a, len(mine)):
+        elif len(theirs) < len(nodes):
+            embedded = _embed(other, nodes)
+            if embedded is not None and _le_aligned(embedded, a, len(nodes)):
                 return Ordering.AFTER
-            return Ordering.CONCURRENT
         return Ordering.CONCURRENT
 
     def _le(self, other: VectorClock) -> bool:
         nodes = self._nodes
-        if nodes is other._nodes or nodes == other._nodes:
+        theirs = other._nodes
+        if nodes is theirs or nodes == theirs:
             return _le_aligned(self._packed, other._packed, len(nodes))
-        if not set(nodes) <= set(other._nodes):
+        if len(nodes) >= len(theirs):
             return False
-        return _le_aligned(_realign(self, other._nodes), other._packed, len(other._nodes))
+        embedded = _embed(self, theirs)
+        return embedded is not None and _le_aligned(embedded, other._packed, len(theirs))
 
     def descends(self, other: VectorClock) -> bool:
         """``self >= other``: this clock has seen every event ``other`` has."""
