@@ -174,7 +174,7 @@ def test_redis_composite_floor(redis_server: Any, mark: Any) -> None:
     backend = backend_from_url(redis_server.url)
     kw: dict[str, Any] = {"backend": backend, "prefix": f"b{uuid.uuid4().hex[:8]}"}
     both = CompositeLimiter([TokenBucket(1e6, BIG, **kw), TokenBucket(1e5, BIG, **kw)])
-    keys, args = both._script(["user-1", "user-1"], 1, True)
+    keys, args = both._script([0, 1], ["user-1", "user-1"], 1, 1)
     script = lua_script(SCRIPT)
     backend.client.script_load(script.source)
     mark(COMP, "floor", "bare redis-py evalsha (same script)", goal=1.2)(

@@ -79,7 +79,9 @@ def test_lua_reproduces_the_golden_vectors(
     got = []
     for offset, cost, consume, _expected in steps:
         args = [BASE_US + offset, 1 if consume else 0, 0, 1, *spec, cost]
-        got.append(tuple(int(v) for v in rbackend.evalsha("ratelimit_decide", keys, args)))
+        reply = rbackend.evalsha("ratelimit_decide", keys, args)
+        assert int(reply[4]) == BASE_US + offset  # the time the decision was taken at
+        got.append(tuple(int(v) for v in reply[:4]))
     assert got == [expected for *_, expected in steps]
 
 
@@ -289,9 +291,44 @@ def test_composite_on_cluster(redis_cluster_backend: RedisBackend, key_prefix: s
     kw: dict[str, Any] = {"backend": redis_cluster_backend, "prefix": key_prefix}
     both = CompositeLimiter([TokenBucket(5, 5, **kw), SlidingWindowLog(3, 10.0, **kw)])
     assert [both.try_acquire("same-key").allowed for _ in range(4)] == [True] * 3 + [False]
-    # keys in different slots cannot be decided in one script on a cluster
-    with pytest.raises(ConfigurationError, match="slot"):
-        both.try_acquire(["user-1", "global"])
+
+
+def _names_in_slot_order(limiters: list[Any], prefix: str) -> tuple[str, str]:
+    """Two keys whose first limiter's key sorts before the second's by cluster slot."""
+    from redis.crc import key_slot
+
+    def slot(limiter: Any, name: str) -> int:
+        return key_slot(limiter._redis_keys(name)[0].encode())
+
+    for i in range(100):
+        first, second = f"user-{i}", "global"
+        if slot(limiters[0], first) < slot(limiters[1], second):
+            return first, second
+    raise AssertionError("no key pair in slot order")  # pragma: no cover
+
+
+@pytest.mark.parametrize("algo", list(FACTORIES))
+def test_cross_slot_composite_on_cluster_refunds_on_denial(
+    redis_cluster_backend: RedisBackend, key_prefix: str, algo: str
+) -> None:
+    """Keys in different slots: one script per slot; a later denial refunds earlier groups."""
+    clock = ManualClock(start=1000.0)
+    kw: dict[str, Any] = {"backend": redis_cluster_backend, "prefix": key_prefix, "clock": clock}
+    first = FACTORIES[algo](**kw)  # limit 4; decided first (its key has the lower slot)
+    tight = TokenBucket(1, 2, **kw)  # the global limit, which denies the third request
+    user, everyone = _names_in_slot_order([first, tight], key_prefix)
+    both = CompositeLimiter([first, tight])
+    assert both.try_acquire([user, everyone]).allowed
+    assert both.try_acquire([user, everyone]).allowed
+    before = first.peek(user)
+    assert before.remaining == 2
+    denied = both.try_acquire([user, everyone])
+    assert not denied.allowed
+    assert denied.retry_after == pytest.approx(1.0, abs=1e-5)
+    assert first.peek(user) == before  # consumed by the first group, then refunded
+    clock.advance(1.0)
+    assert both.try_acquire([user, everyone]).allowed
+    assert first.peek(user).remaining == 3  # refilled or out of the window, then one taken
 
 
 def test_composite_with_the_local_fallback(
@@ -362,3 +399,18 @@ def test_memory_backend_instance_is_not_redis() -> None:
     # a composite cannot mix a memory limiter with a Redis one
     with pytest.raises(ConfigurationError):
         CompositeLimiter([TokenBucket(1, 1, backend=MemoryBackend()), TokenBucket(1, 2)])
+
+
+async def test_async_cross_slot_composite_on_cluster(redis_cluster: Any, key_prefix: str) -> None:
+    backend = async_backend_from_url(redis_cluster.url, timeout=1.0)
+    try:
+        clock = ManualClock(start=1000.0)
+        kw: dict[str, Any] = {"backend": backend, "prefix": key_prefix, "clock": clock}
+        per_user, everyone = AsyncTokenBucket(1, 3, **kw), AsyncTokenBucket(1, 1, **kw)
+        user, shared = _names_in_slot_order([per_user, everyone], key_prefix)
+        both = AsyncCompositeLimiter([per_user, everyone])
+        assert (await both.try_acquire([user, shared])).allowed
+        assert not (await both.try_acquire([user, shared])).allowed
+        assert (await per_user.peek(user)).remaining == 2  # refunded
+    finally:
+        await backend.aclose()

@@ -7,12 +7,15 @@ A composite admits a request only when every limiter admits it, and a denial con
   admit) as a consume, all at one instant;
 * Redis: the same two phases run inside ONE ``EVALSHA`` of ``ratelimit_decide.lua``.
 
-Redis Cluster: one script can only touch keys of one hash slot. The key of a limit is its hash
-tag, so a composite whose limiters all limit the same key (``try_acquire("user-42")``) always
-works; a composite over different keys (``try_acquire(["user-42", "global"])``) works on a
-standalone server but raises :class:`~dsprims.ConfigurationError` on a Cluster when the keys fall
-in different slots. dsprims refuses rather than fall back to check-then-consume, which could
-over-admit under concurrency or need compensating writes that others observe.
+Redis Cluster: one script can only touch keys of one hash slot, and the key of a limit is its
+hash tag. A composite whose limiters all limit the same key (``try_acquire("user-42")``) is one
+script, as is any composite on a standalone server. Over keys in different slots
+(``try_acquire(["user-42", "global"])`` on a Cluster) the limiters of each slot decide atomically
+in turn, in slot order, one round trip each; when a later slot denies, the earlier ones are
+refunded (one more round trip each), so a denial still consumes from none. What this gives up
+is isolation, never the limit: between the consume and the refund, other requests may find those
+units taken and be denied. If Redis fails between the two, the units stay taken until they would
+have expired (stricter, never looser).
 
 The decision's ``remaining`` is the smallest of the limiters', ``retry_after`` and
 ``reset_after`` the largest, and ``limit`` that of the limiter with the least remaining.
@@ -20,7 +23,7 @@ The decision's ``remaining`` is the smallest of the limiters', ``retry_after`` a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from dsprims.backends.memory import MemoryBackend
@@ -42,6 +45,11 @@ from dsprims.ratelimit.limiters import (
 __all__ = ["AsyncCompositeLimiter", "CompositeLimiter"]
 
 Keys = str | Sequence[str]
+
+
+def _chunks(reply: Sequence[Any]) -> list[Sequence[Any]]:
+    """The per-limiter verdicts of a script reply (4 integers each, then the time used)."""
+    return [reply[i : i + 4] for i in range(0, len(reply) - 1, 4)]
 
 
 class _CompositeBase:
@@ -119,25 +127,68 @@ class _CompositeBase:
                 ]
         return verdicts
 
-    def _script(self, keys: list[str], cost: int, consume: bool) -> tuple[list[str], list[Any]]:
-        rkeys: list[str] = []
-        args: list[Any] = [self._first._time_arg(), 1 if consume else 0]
-        args += [self._first._grace_ms, len(self._limiters)]
-        for lim, k in zip(self._limiters, keys, strict=True):
-            rkeys += lim._redis_keys(k)
-            args += [*lim._spec, cost]
-        if self._cluster and len(set(keys)) > 1:
-            from redis.crc import key_slot
+    def _groups(self, keys: list[str]) -> list[list[int]]:
+        """Limiter indices grouped by cluster slot: one group unless the keys span slots."""
+        n = len(self._limiters)
+        if not self._cluster or len(set(keys)) == 1:
+            return [list(range(n))]
+        from redis.crc import key_slot
 
-            if len({key_slot(k.encode("utf-8", "surrogatepass")) for k in rkeys}) > 1:
-                raise ConfigurationError(
-                    "on Redis Cluster the keys of one composite decision must share a hash "
-                    f"slot; {keys!r} do not (limit the same key with every limiter, or use a "
-                    "standalone Redis)"
-                )
+        slots: dict[int, list[int]] = {}
+        for i, (lim, k) in enumerate(zip(self._limiters, keys, strict=True)):
+            slot = key_slot(lim._redis_keys(k)[0].encode("utf-8", "surrogatepass"))
+            slots.setdefault(slot, []).append(i)
+        return [slots[slot] for slot in sorted(slots)]
+
+    def _script(
+        self, group: list[int], keys: list[str], cost: int, mode: int | str, at: int | None = None
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one script call for the limiters in ``group``."""
+        rkeys: list[str] = []
+        time_arg = self._first._time_arg() if at is None else at
+        args: list[Any] = [time_arg, mode, self._first._grace_ms, len(group)]
+        for i in group:
+            lim = self._limiters[i]
+            rkeys += lim._redis_keys(keys[i])
+            args += [*lim._spec, cost]
         return rkeys, args
 
-    def _combine(self, verdicts: Sequence[Sequence[Any]]) -> RateLimitDecision:
+    def _steps(
+        self, keys: list[str], cost: int, consume: bool
+    ) -> Generator[tuple[list[str], list[Any]], Any, RateLimitDecision]:
+        """The Redis protocol of one decision, as script calls for a sync or async driver.
+
+        One call when the keys share a slot. Across slots (Redis Cluster only): each slot's
+        limiters decide atomically in turn; on a denial the groups that already consumed are
+        refunded, so a denial consumes from none (others may see those units taken for the
+        duration of a round trip: never more admitted, briefly fewer).
+        """
+        groups = self._groups(keys)
+        mode = 1 if consume else 0
+        if len(groups) == 1:
+            reply = yield self._script(groups[0], keys, cost, mode)
+            return self._reply(reply)
+        verdicts: list[Sequence[Any]] = []
+        seen: list[int] = []
+        consumed: list[tuple[list[int], int]] = []
+        for group in groups:
+            reply = yield self._script(group, keys, cost, mode)
+            mine = _chunks(reply)
+            verdicts += mine
+            seen += group
+            if consume and not all(int(v[0]) for v in mine):
+                for done, at in consumed:
+                    yield self._script(done, keys, cost, "r", at)
+                return self._combine(verdicts, seen)
+            consumed.append((group, int(reply[-1])))
+        return self._combine(verdicts, seen)
+
+    def _combine(
+        self, verdicts: Sequence[Sequence[Any]], group: Sequence[int] | None = None
+    ) -> RateLimitDecision:
+        """One decision from the verdicts of the limiters in ``group`` (default: all, in order)."""
+        if group is None:
+            group = range(len(verdicts))
         allowed = all(int(v[0]) for v in verdicts)
         best = 0
         for i, v in enumerate(verdicts):
@@ -145,14 +196,14 @@ class _CompositeBase:
                 best = i
         remaining = int(verdicts[best][1])
         reset = max(int(v[3]) for v in verdicts) / 1e6
-        limit = self._limiters[best].limit
+        limit = self._limiters[group[best]].limit
         if allowed:
             return RateLimitDecision(True, remaining, 0.0, reset, limit)
         retry = max(int(v[2]) for v in verdicts if not int(v[0]))
         return RateLimitDecision(False, remaining, (retry + 1) / 1e6, reset, limit)
 
     def _reply(self, reply: Sequence[Any]) -> RateLimitDecision:
-        return self._combine([reply[i : i + 4] for i in range(0, len(reply), 4)])
+        return self._combine(_chunks(reply))
 
     def _outage(
         self, exc: BackendUnavailable, keys: list[str], cost: int, consume: bool
@@ -239,12 +290,16 @@ class CompositeLimiter(_CompositeBase):
         store = self._first._store
         if store is not None:
             return self._combine(self._memory_verdicts(store, keys, cost, consume))
-        rkeys, args = self._script(keys, cost, consume)
+        steps = self._steps(keys, cost, consume)
         try:
-            reply = self._first.backend.evalsha(SCRIPT, rkeys, args)
+            call = next(steps)
+            while True:
+                call = steps.send(self._first.backend.evalsha(SCRIPT, *call))
+        except StopIteration as done:
+            decision: RateLimitDecision = done.value
+            return decision
         except BackendUnavailable as exc:
             return self._outage(exc, keys, cost, consume)
-        return self._reply(reply)
 
 
 class AsyncCompositeLimiter(_CompositeBase):
@@ -294,9 +349,13 @@ class AsyncCompositeLimiter(_CompositeBase):
         store = self._first._store
         if store is not None:
             return self._combine(self._memory_verdicts(store, keys, cost, consume))
-        rkeys, args = self._script(keys, cost, consume)
+        steps = self._steps(keys, cost, consume)
         try:
-            reply = await self._first.backend.evalsha(SCRIPT, rkeys, args)
+            call = next(steps)
+            while True:
+                call = steps.send(await self._first.backend.evalsha(SCRIPT, *call))
+        except StopIteration as done:
+            decision: RateLimitDecision = done.value
+            return decision
         except BackendUnavailable as exc:
             return self._outage(exc, keys, cost, consume)
-        return self._reply(reply)

@@ -7,12 +7,14 @@
 --   algo "c" (sliding-window counter): 1 key, a hash: i (window index), p, c (counts)
 --   algo "l" (sliding log): 2 keys, a list of alternating time (µs), cost; a string: live total
 -- ARGV[1]  now in integer µs since the epoch, or "" to read the server's TIME
--- ARGV[2]  "1" to consume, "0" to peek
+-- ARGV[2]  "1" to consume, "0" to peek, "r" to refund (give back `cost` consumed at ARGV[1] by an
+--          earlier call: the compensation step of a composite whose keys span cluster slots)
 -- ARGV[3]  grace in ms added to every TTL (for pinned clocks; 0 with server time)
 -- ARGV[4]  n, the number of limiters; then 5 values per limiter: algo, p1, p2, p3, cost
 --          t: interval_us, tolerance_us, capacity   c: limit, window_ticks, tick_us
 --          l: limit, window_us, 0
--- Returns 4 integers per limiter: allowed (1/0), remaining, retry_after_us, reset_after_us.
+-- Returns 4 integers per limiter: allowed (1/0), remaining, retry_after_us, reset_after_us,
+-- then the time the decision was taken at (µs). A refund returns just that time.
 -- Units: times and durations in µs; TTLs in ms (rounded up, +1, + grace), so a key lives at
 -- least as long as its state matters.
 
@@ -24,6 +26,7 @@ else
   now = tonumber(ARGV[1])
 end
 local consume = ARGV[2] == '1'
+local refund = ARGV[2] == 'r'
 local grace = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 
@@ -172,15 +175,25 @@ local function slog(k, limit, window, cost, write)
     end
     return {1, limit - total, 0, reset}
   end
+  -- Admitted once enough of the oldest entries have left: walk O(cost) entries (a page at a
+  -- time: a refunded entry may hold 0).
   local need = total + cost - limit
-  local entries = redis.call('LRANGE', lkey, 0, 2 * need - 1)
-  local i = 1
-  local freed = tonumber(entries[2])
+  local freed, start, frees_at = 0, 0, last_t
   while freed < need do
-    i = i + 2
-    freed = freed + tonumber(entries[i + 1])
+    local entries = redis.call('LRANGE', lkey, start, start + 2 * need - 1)
+    if #entries < 2 then
+      break
+    end
+    for j = 1, #entries - 1, 2 do
+      freed = freed + tonumber(entries[j + 1])
+      if freed >= need then
+        frees_at = tonumber(entries[j])
+        break
+      end
+    end
+    start = start + #entries
   end
-  return {0, limit - total, tonumber(entries[i]) + window - now, last_t + window - now}
+  return {0, limit - total, frees_at + window - now, last_t + window - now}
 end
 
 local specs = {}
@@ -204,6 +217,85 @@ local function run(s, write)
     return counter(s[6], s[2], s[3], s[4], s[5], write)
   end
   return slog(s[6], s[2], s[3], s[5], write)
+end
+
+-- Refunds undo an admission made at `now` by an earlier call of this script. They never
+-- give back more than was taken, so a refund can only make the limit stricter than exact.
+local function refund_gcra(k, interval, cost)
+  local key = KEYS[k]
+  local tat = tonumber(redis.call('GET', key))
+  if not tat then
+    return
+  end
+  tat = tat - cost * interval
+  if tat <= now then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, string.format('%d', tat), 'PX', ttl_ms(tat - now))
+  end
+end
+
+local function refund_counter(k, w, tick, cost)
+  local key = KEYS[k]
+  local s = redis.call('HMGET', key, 'i', 'p', 'c')
+  local si = tonumber(s[1])
+  if not si then
+    return
+  end
+  local index = idiv(idiv(now, tick), w)
+  local field
+  if si == index then
+    field = 'c'
+  elseif si == index + 1 then
+    field = 'p'
+  else
+    return
+  end
+  local left = tonumber(s[field == 'c' and 3 or 2]) - cost
+  if left < 0 then
+    left = 0
+  end
+  redis.call('HSET', key, field, string.format('%d', left))
+end
+
+local function refund_log(k, cost)
+  -- The admission is the last entry at or after `now` when it was made; later admissions may
+  -- have been appended since. Take the cost back from the newest entries at or after `now`:
+  -- the total is then exact, and a unit that leaves later than it should is only stricter.
+  local lkey, tkey = KEYS[k], KEYS[k + 1]
+  local total = tonumber(redis.call('GET', tkey))
+  if not total then
+    return
+  end
+  local left = cost
+  local index = -2
+  while left > 0 do
+    local pair = redis.call('LRANGE', lkey, index, index + 1)
+    if #pair < 2 or tonumber(pair[1]) < now then
+      break
+    end
+    local c = tonumber(pair[2])
+    local take = c < left and c or left
+    redis.call('LSET', lkey, index + 1, string.format('%d', c - take))
+    left = left - take
+    total = total - take
+    index = index - 2
+  end
+  redis.call('SET', tkey, string.format('%d', total), 'KEEPTTL')
+end
+
+if refund then
+  for i = 1, n do
+    local s = specs[i]
+    if s[1] == 't' then
+      refund_gcra(s[6], s[2], s[5])
+    elseif s[1] == 'c' then
+      refund_counter(s[6], s[3], s[4], s[5])
+    else
+      refund_log(s[6], s[5])
+    end
+  end
+  return {now}
 end
 
 local verdicts = {}
@@ -231,4 +323,5 @@ for i = 1, n do
     out[#out + 1] = v[j]
   end
 end
+out[#out + 1] = now
 return out
