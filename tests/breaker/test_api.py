@@ -273,9 +273,9 @@ async def test_async_breaker_paths(manual_clock: ManualClock) -> None:
     assert state_of(b) is BreakerState.FORCED_OPEN
     await b.disable()
     await b.reset()
-    await b.open()
-    await b.half_open()
-    await b.close()
+    await b.transition_to_open()
+    await b.transition_to_half_open()
+    await b.transition_to_closed()
     await b.transition_to(BreakerState.DISABLED)
     assert state_of(b) is BreakerState.DISABLED
     with pytest.raises(TypeError):

@@ -59,7 +59,7 @@ def test_half_open_admits_exactly_two_of_sixteen_threads() -> None:
         t.start()
     try:
         for _ in range(REPETITIONS):
-            b.half_open()
+            b.transition_to_half_open()
             entered = rejected = 0
             start.wait()
             for _ in range(THREADS):
@@ -76,7 +76,7 @@ def test_half_open_admits_exactly_two_of_sixteen_threads() -> None:
 
 
 async def _one_half_open_round(b: AsyncCircuitBreaker) -> None:
-    await b.half_open()
+    await b.transition_to_half_open()
     release = asyncio.Event()
     all_in = asyncio.Event()
     entered = 0
@@ -181,7 +181,7 @@ def test_stale_generation_results_are_discarded(permits: int) -> None:
     )
     old = b.try_acquire()  # admitted while CLOSED
     b.force_open()
-    b.half_open()
+    b.transition_to_half_open()
     trials = [b.try_acquire() for _ in range(permits)]
     old.failure()  # from generation 0: must not count as a trial
     assert b.metrics().half_open_calls_done == 0

@@ -381,8 +381,8 @@ def test_manual_transitions(manual_clock: ManualClock) -> None:
     assert state_of(b) is BreakerState.DISABLED
     assert b.metrics().calls == 0
     b.transition_to(HO)
-    b.open()
-    b.close()
+    b.transition_to_open()
+    b.transition_to_closed()
     fail(b)
     assert state_of(b) is OP
     assert b.metrics().not_permitted_calls == 1  # the FORCED_OPEN rejection

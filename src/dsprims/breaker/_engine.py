@@ -26,6 +26,7 @@ from typing import Any
 
 from dsprims.breaker.core import (
     FAILURE,
+    NO_TRANSITIONS,
     SLOW,
     SUCCESS,
     Admission,
@@ -43,7 +44,8 @@ from dsprims.breaker.core import (
     trip,
 )
 from dsprims.breaker.events import BreakerMetrics, CallEvent, CallOutcome, StateChangeEvent
-from dsprims.errors import CircuitOpenError
+from dsprims.breaker.fleet import AsyncFleetLink, CasRequest, FleetLink, Steps, drive
+from dsprims.errors import BackendError, CircuitOpenError
 from dsprims.timesource import Clock
 
 __all__ = ["IGNORED", "ExceptionFilter", "ResultPredicate", "_Engine"]
@@ -60,6 +62,11 @@ _NEVER_FAILURES = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, Genera
 ExceptionFilter = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 ResultPredicate = Callable[[Any], bool]
 Listener = Callable[[Any], object]
+Trs = tuple[Transition, ...]
+Compute = Callable[[BreakerSnapshot, float], tuple[Any, BreakerSnapshot, Trs]]
+
+#: Compare-and-set attempts before a contended fleet decision gives up (rejects or discards).
+_MAX_TRIES = 16
 
 
 def _matches(filt: ExceptionFilter, exc: BaseException) -> bool:
@@ -96,7 +103,18 @@ class _Engine:
         self.timed = params.slow_call_duration is not None
         self.slow_s = params.slow_call_duration if params.slow_call_duration is not None else 0.0
         self.rng = rng if rng is not None else random.Random()
+        #: The state machine's time base: the clock's monotonic time locally; the shared (server or
+        #: pinned) time in fleet mode. Windows and call durations always use ``mono``.
+        self.now: Callable[[], float] = self.mono
         self.snap = BreakerSnapshot(since=self.mono())
+        # Fleet mode (see dsprims.breaker.fleet): the links, the shared version of ``snap``, and
+        # until when the link counts as down after an outage.
+        self.link: FleetLink | None = None
+        self.alink: AsyncFleetLink | None = None
+        self.ver = 0
+        self.down_until = -math.inf
+        self.retry_interval = 1.0
+        self.last_sync = -math.inf
         #: Generation while CLOSED, else -1: the lock-free admission check of the hot path.
         self.closed_gen = 0
         #: True when recording a fast success would change nothing: CLOSED, a full count
@@ -188,17 +206,26 @@ class _Engine:
         """The slow path of admission (any state); raises ``CircuitOpenError`` on rejection."""
         until = self.reject_until
         if until != -math.inf and not self.call_listeners:
-            now = self.mono()
+            now = self.now()
             if now < until:
                 # Rejection without the core: the open period has not ended, nothing changes.
                 with self.lock:
                     self.rejected += 1
                 raise CircuitOpenError(self.name, self.retry_after(now))
+        if self.link is not None:
+            return self.admit(drive(self.acquire_steps(), self.link.run))
         with self.lock:
-            adm, new, transitions = on_acquire(self.snap, self.mono(), self.params, self.draw())
+            adm, new, transitions = on_acquire(self.snap, self.now(), self.params, self.draw())
             if new is not self.snap:
                 self.install(new, transitions)
-            if not adm.permitted:
+        return self.admit(adm)
+
+    def admit(self, adm: Admission | None) -> Admission:
+        """Count and raise a rejection (``None``: the fleet was too contended to decide)."""
+        if adm is None:
+            adm = Admission(False, self.snap.generation)
+        if not adm.permitted:
+            with self.lock:
                 self.rejected += 1
                 if self.call_listeners:
                     self.pending.append(
@@ -210,6 +237,20 @@ class _Engine:
             raise CircuitOpenError(self.name, adm.retry_after)
         return adm
 
+    def acquire_steps(self) -> Steps:
+        """Fleet admission: refresh a stale half-open view, then run ``on_acquire`` by CAS."""
+        snap = self.snap
+        if (
+            snap.state is BreakerState.HALF_OPEN
+            and self.mono() - self.last_sync > self.retry_interval
+        ):
+            yield from self.read_steps()
+        params = self.params
+        adm: Admission | None = yield from self.shared_steps(
+            lambda snap, now: on_acquire(snap, now, params, self.draw()), None
+        )
+        return adm
+
     # -- outcomes -------------------------------------------------------------------------
 
     def finish(
@@ -219,20 +260,27 @@ class _Engine:
         code: int,
         duration: float,
         exc: BaseException | None = None,
-    ) -> None:
-        """Record the outcome of an admitted call (``code`` IGNORED, SUCCESS or FAILURE)."""
+    ) -> Steps | None:
+        """Record the outcome of an admitted call (``code`` IGNORED, SUCCESS or FAILURE).
+
+        Returns the fleet round trips still to run when the breaker is on an async link (the
+        async shell awaits them); ``None`` otherwise.
+        """
         if code > IGNORED and self.timed and duration >= self.slow_s:
             code |= SLOW
+        if trial and (self.link is not None or self.alink is not None):
+            return self._follow(self.trial_steps(generation, code, duration, exc))
         counted = False
         new: BreakerSnapshot | None = None
         transitions: tuple[Transition, ...] = ()
+        follow: Steps | None = None
         with self.lock:
             if trial:
                 if code == IGNORED:
                     self.snap = release_trial(self.snap, generation)
                 else:
                     counted, new, transitions = settle_trial(
-                        self.snap, self.mono(), generation, code, self.params, self.draw()
+                        self.snap, self.now(), generation, code, self.params, self.draw()
                     )
             elif code > IGNORED and generation == self.closed_gen:
                 counted = True
@@ -241,9 +289,12 @@ class _Engine:
                 if self._quiet_possible:
                     self.quiet = w.calls == self._full and not w.failures and not w.slow
                 if reason is not None:
-                    new, transitions = trip(
-                        self.snap, self.mono(), self.params, reason, self.draw()
-                    )
+                    if self.link is not None or self.alink is not None:
+                        follow = self.trip_steps(generation, reason)
+                    else:
+                        new, transitions = trip(
+                            self.snap, self.now(), self.params, reason, self.draw()
+                        )
             if self.call_listeners:
                 # Queued before the transition: the tripping call's event comes first.
                 self.pending.append(self._call_event(generation, code, counted, duration, exc))
@@ -251,6 +302,47 @@ class _Engine:
                 self.install(new, transitions)
         if self.pending:
             self.drain()
+        if follow is not None:
+            return self._follow(follow)
+        return None
+
+    def _follow(self, steps: Steps) -> Steps | None:
+        # A sync link runs the round trips right here; an async shell gets them to await.
+        if self.link is not None:
+            drive(steps, self.link.run)
+            return None
+        return steps
+
+    def trial_steps(
+        self, generation: int, code: int, duration: float, exc: BaseException | None
+    ) -> Steps:
+        """Fleet: settle (or give back) a half-open permit by CAS."""
+        params = self.params
+        counted = False
+        if code == IGNORED:
+            yield from self.shared_steps(
+                lambda snap, now: (False, release_trial(snap, generation), NO_TRANSITIONS), False
+            )
+        else:
+            counted = yield from self.shared_steps(
+                lambda snap, now: settle_trial(snap, now, generation, code, params, self.draw()),
+                False,
+            )
+        if self.call_listeners:
+            with self.lock:
+                self.pending.append(self._call_event(generation, code, counted, duration, exc))
+            self.drain()
+
+    def trip_steps(self, generation: int, reason: str) -> Steps:
+        """Fleet: the local window crossed a threshold; trip the shared state by CAS."""
+        params = self.params
+
+        def compute(snap: BreakerSnapshot, now: float) -> tuple[None, BreakerSnapshot, Trs]:
+            if snap.generation != generation:
+                return None, snap, NO_TRANSITIONS  # the fleet moved on; our window is stale
+            return None, *trip(snap, now, params, reason, self.draw())
+
+        yield from self.shared_steps(compute, None)
 
     def _call_event(
         self, generation: int, code: int, counted: bool, duration: float, exc: BaseException | None
@@ -273,12 +365,30 @@ class _Engine:
 
     # -- manual control and inspection -----------------------------------------------------
 
-    def transition(self, target: BreakerState, *, reset: bool, reason: str) -> None:
-        """Move to ``target`` now (manual control)."""
+    def transition(self, target: BreakerState, *, reset: bool, reason: str) -> Steps | None:
+        """Move to ``target`` now (manual control); fleet round trips as in :meth:`finish`."""
+        if self.link is not None or self.alink is not None:
+            if reset:
+                with self.lock:
+                    self.window.reset()
+                    self.quiet = False
+                    self.rejected = 0
+            params = self.params
+            return self._follow(
+                self.shared_steps(
+                    lambda snap, now: (
+                        None,
+                        *manual_transition(
+                            snap, now, target, params, self.draw(), reset=reset, reason=reason
+                        ),
+                    ),
+                    None,
+                )
+            )
         with self.lock:
             new, transitions = manual_transition(
                 self.snap,
-                self.mono(),
+                self.now(),
                 target,
                 self.params,
                 self.draw(),
@@ -291,13 +401,17 @@ class _Engine:
                 self.quiet = False
                 self.rejected = 0
         self.drain()
+        return None
 
     def state(self) -> BreakerState:
         """The current state, after any transition that time alone causes."""
         snap = self.snap
+        if self.link is not None or self.alink is not None:
+            # Fleet: what time alone would do, without a round trip (the next call commits it).
+            return advance(snap, self.now(), self.params, 0.5)[0].state
         if snap.state is BreakerState.OPEN or snap.state is BreakerState.HALF_OPEN:
             with self.lock:
-                new, transitions = advance(self.snap, self.mono(), self.params, self.draw())
+                new, transitions = advance(self.snap, self.now(), self.params, self.draw())
                 if transitions:
                     self.install(new, transitions)
                 snap = self.snap
@@ -309,9 +423,9 @@ class _Engine:
         """A consistent snapshot of the statistics."""
         self.state()
         with self.lock:
-            now = self.mono()
+            now = self.now()
             snap = self.snap
-            c = self.window.counts(now)
+            c = self.window.counts(self.mono())
             rejected = self.rejected
         enough = c.calls >= self.params.effective_minimum_calls and c.calls > 0
         return BreakerMetrics(
@@ -331,6 +445,110 @@ class _Engine:
             retry_after=max(snap.open_until - now, 0.0) if snap.state is BreakerState.OPEN else 0.0,
             open_count=snap.open_count,
         )
+
+    # -- fleet mode ----------------------------------------------------------------------------
+
+    def shared_steps(self, compute: Compute, fallback: Any) -> Steps:
+        """Run ``compute(snapshot, now) -> (result, new, transitions)`` on the shared state.
+
+        The core runs on the cached snapshot; a change is proposed by compare-and-set on the
+        version it was computed from, and recomputed on the fresher state a conflict returns.
+        A decision that changes nothing needs no round trip. While the link is down the change
+        is applied locally. Returns ``fallback`` if the fleet stays too contended.
+        """
+        for _ in range(_MAX_TRIES):
+            with self.lock:
+                snap, ver = self.snap, self.ver
+                now = self.now()
+                result, new, transitions = compute(snap, now)
+                local = new is snap or self.mono() < self.down_until
+                if local and new is not snap:
+                    self.install(new, transitions)
+            if local:
+                if self.pending:
+                    self.drain()
+                return result
+            try:
+                reply = yield CasRequest(ver, new, self._guard(snap, now), now)
+            except BackendError as exc:
+                self._link_down(exc)
+                with self.lock:
+                    applied = self.snap is snap
+                    if applied:
+                        self.install(new, transitions)  # decide alone until the link is back
+                if self.pending:
+                    self.drain()
+                if applied:
+                    return result
+                continue
+            with self.lock:
+                self.last_sync = self.mono()
+                if reply.applied:
+                    self.ver = reply.version
+                    self.install(reply.snap, transitions)
+                else:
+                    self._adopt(reply.version, reply.snap)
+            if self.pending:
+                self.drain()
+            if reply.applied:
+                return result
+        return fallback
+
+    def _guard(self, snap: BreakerSnapshot, now: float) -> float:
+        # A transition that only time causes must not happen before the server's time says so.
+        if not advance(snap, now, self.params, 0.5)[1]:
+            return 0.0
+        if snap.state is BreakerState.OPEN:
+            return snap.open_until
+        wait = self.params.max_half_open_wait
+        return snap.since + (wait if wait is not None else 0.0)
+
+    def read_steps(self) -> Steps:
+        """Fetch the shared state and adopt it (errors mark the link down)."""
+        try:
+            reply = yield CasRequest(-1)
+        except BackendError as exc:
+            self._link_down(exc)
+            return None
+        with self.lock:
+            self.last_sync = self.mono()
+            self._adopt(reply.version, reply.snap)
+        if self.pending:
+            self.drain()
+        return None
+
+    def on_message(self, version: int, snap: BreakerSnapshot) -> None:
+        """A change another process (or this one) published."""
+        with self.lock:
+            self.last_sync = self.mono()
+            self._adopt(version, snap)
+        if self.pending:
+            self.drain()
+
+    def _adopt(self, version: int, snap: BreakerSnapshot) -> None:
+        # Lock held. Versions only move forward; a generation change is reported as a transition
+        # caused by the fleet (and resets the local window when the fleet closed).
+        if version < self.ver or (version == self.ver and snap == self.snap):
+            return
+        old = self.snap
+        self.ver = version
+        if snap.generation != old.generation or snap.state is not old.state:
+            transition = Transition(
+                old.state, snap.state, snap.generation, snap.since, "fleet", snap.open_until
+            )
+            self.install(snap, (transition,))
+        else:
+            self.snap = snap
+
+    def _link_down(self, exc: BaseException) -> None:
+        if self.mono() >= self.down_until:
+            logger.warning(
+                "circuit breaker %r: shared state unreachable (%s); deciding locally for %.1fs",
+                self.name,
+                exc,
+                self.retry_interval,
+            )
+        self.down_until = self.mono() + self.retry_interval
 
     # -- events ------------------------------------------------------------------------------
 

@@ -36,8 +36,17 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, namespaced_key
 from dsprims.backends.memory import AsyncMemoryBackend, MemoryBackend
 from dsprims.breaker._engine import IGNORED, ExceptionFilter, ResultPredicate, _Engine
-from dsprims.breaker.core import FAILURE, SUCCESS, BreakerParams, BreakerState, TripPredicate
+from dsprims.breaker.core import (
+    FAILURE,
+    SUCCESS,
+    Admission,
+    BreakerParams,
+    BreakerSnapshot,
+    BreakerState,
+    TripPredicate,
+)
 from dsprims.breaker.events import BreakerMetrics, CallEvent, StateChangeEvent
+from dsprims.breaker.fleet import AsyncFleetLink, FleetLink, Steps, adrive, drive
 from dsprims.errors import CircuitOpenError, ConfigurationError
 from dsprims.timesource import SYSTEM_CLOCK, Clock
 
@@ -76,13 +85,20 @@ class _PermitBase:
         """Whether an outcome was already reported."""
         return self._settled
 
-    def _finish(self, code: int, exc: BaseException | None) -> None:
+    def _finish(self, code: int, exc: BaseException | None) -> Steps | None:
         # A permit is owned by one caller; settling twice is a bug worth reporting loudly.
         if self._settled:
             raise RuntimeError("this permit was already settled")
         self._settled = True
         e = self._engine
-        e.finish(self.generation, self.trial, code, e.mono() - self._t0 if e.timed else 0.0, exc)
+        return e.finish(
+            self.generation, self.trial, code, e.mono() - self._t0 if e.timed else 0.0, exc
+        )
+
+    async def _afinish(self, code: int, exc: BaseException | None) -> None:
+        follow = self._finish(code, exc)
+        if follow is not None:
+            await _drive_async(self._engine, follow)
 
     def __repr__(self) -> str:
         kind = "trial" if self.trial else "permit"
@@ -141,23 +157,23 @@ class AsyncPermit(_PermitBase):
 
     async def success(self) -> None:
         """See :meth:`Permit.success`."""
-        self._finish(SUCCESS, None)
+        await self._afinish(SUCCESS, None)
 
     async def failure(self, exc: BaseException | None = None) -> None:
         """See :meth:`Permit.failure`."""
-        self._finish(FAILURE, exc)
+        await self._afinish(FAILURE, exc)
 
     async def ignore(self) -> None:
         """See :meth:`Permit.ignore`."""
-        self._finish(IGNORED, None)
+        await self._afinish(IGNORED, None)
 
     async def record_exception(self, exc: BaseException) -> None:
         """See :meth:`Permit.record_exception`."""
-        self._finish(self._engine.classify(exc), exc)
+        await self._afinish(self._engine.classify(exc), exc)
 
     async def record_result(self, result: object) -> None:
         """See :meth:`Permit.record_result`."""
-        self._finish(self._engine.result_code(result), None)
+        await self._afinish(self._engine.result_code(result), None)
 
     async def __aenter__(self) -> AsyncPermit:
         return self
@@ -203,6 +219,7 @@ class _BreakerBase:
         backend: Any = None,
         prefix: str = DEFAULT_PREFIX,
         rng: random.Random | None = None,
+        retry_interval: float = 1.0,
     ) -> None:
         check_name(name, param="name")
         check_prefix(prefix)
@@ -243,24 +260,59 @@ class _BreakerBase:
                 rng=rng,
             )
 
+        if isinstance(retry_interval, bool) or not isinstance(retry_interval, int | float):
+            raise TypeError("retry_interval must be a number of seconds")
+        if not (0 < retry_interval < float("inf")):
+            raise ConfigurationError(f"retry_interval must be > 0 seconds, got {retry_interval!r}")
+        self._owned_backend: Any = None
         if isinstance(backend, AsyncMemoryBackend):
             backend = backend.store
+        if isinstance(backend, str) and backend.startswith("memory://"):
+            backend = None
+        if isinstance(backend, str):
+            if not backend.startswith(("redis://", "rediss://", "redis+cluster://")):
+                raise ConfigurationError(
+                    f"backend URL {backend!r}: the breaker shares state on Redis only"
+                )
+            from dsprims.backends.url import async_backend_from_url, backend_from_url
+
+            backend = (async_backend_from_url if self._is_async else backend_from_url)(backend)
+            self._owned_backend = backend
         if backend is None:
             self._engine = make()
         elif isinstance(backend, MemoryBackend):
             self._engine = _shared_engine(backend, namespaced_key(prefix, name, "breaker"), make)
-        elif isinstance(backend, str):
-            if backend.startswith("memory://"):
-                self._engine = make()
-            else:
-                raise ConfigurationError(
-                    f"backend {backend!r}: fleet mode (Redis) is not available in this build"
-                )
+        elif getattr(backend, "kind", None) == "redis":
+            self._engine = make()
+            self._engine.retry_interval = float(retry_interval)
+            self._attach(backend, name, prefix, pinned=clock is not None)
         else:
             raise ConfigurationError(
-                f"backend must be None, a MemoryBackend or a URL, got {type(backend).__name__}"
+                f"backend must be None, a MemoryBackend, a RedisBackend or a URL, "
+                f"got {type(backend).__name__}"
             )
         self._stack: ContextVar[tuple[Any, ...]] = ContextVar(f"dsprims-breaker-{name}")
+
+    _is_async = False
+
+    def _attach(self, backend: Any, name: str, prefix: str, *, pinned: bool) -> None:
+        from dsprims.backends.redis import AsyncRedisBackend, RedisBackend
+
+        e = self._engine
+        if self._is_async:
+            if not isinstance(backend, AsyncRedisBackend):
+                raise ConfigurationError("AsyncCircuitBreaker needs an AsyncRedisBackend")
+            alink = AsyncFleetLink(backend, name, prefix, self._clock, pinned)
+            e.alink, e.now = alink, alink.now
+            e.snap = BreakerSnapshot(since=alink.now())
+            return
+        if not isinstance(backend, RedisBackend):
+            raise ConfigurationError("CircuitBreaker needs a (sync) RedisBackend")
+        link = FleetLink(backend, name, prefix, self._clock, pinned)
+        e.link, e.now = link, link.now
+        e.snap = BreakerSnapshot(since=link.now())
+        drive(e.read_steps(), link.run)  # bounded by the client's timeout; down -> local
+        link.start(e.on_message, lambda: drive(e.read_steps(), link.run))
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -333,32 +385,61 @@ async def _acall(
 ) -> R:
     # The one async call path, shared by CircuitBreaker.acall and AsyncCircuitBreaker.call.
     e = engine
+    if e.alink is not None and not e.alink.started:
+        await _start_async_link(e, e.alink)
     gen = e.closed_gen
     trial = False
     if gen < 0:
-        now = e.mono()
+        now = e.now()
         if now < e.reject_until and not e.call_listeners:
             with e.lock:
                 e.rejected += 1
             raise CircuitOpenError(e.name, e.retry_after(now))
-        adm = e.acquire()
+        adm = e.acquire() if e.alink is None else await _acquire_async(e)
         gen = adm.generation
         trial = adm.trial
     t0 = e.mono() if e.timed else 0.0
     try:
         result = await fn(*args, **kwargs)
     except BaseException as exc:
-        e.finish(gen, trial, e.classify(exc), e.mono() - t0 if e.timed else 0.0, exc)
+        follow = e.finish(gen, trial, e.classify(exc), e.mono() - t0 if e.timed else 0.0, exc)
+        if follow is not None:
+            await _drive_async(e, follow)
         raise
     if e.quiet:
         return result  # recording this success would change nothing (see _Engine.quiet)
-    e.finish(
+    follow = e.finish(
         gen,
         trial,
         SUCCESS if e.record_result is None else e.result_code(result),
         e.mono() - t0 if e.timed else 0.0,
     )
+    if follow is not None:
+        await _drive_async(e, follow)
     return result
+
+
+async def _start_async_link(e: _Engine, link: AsyncFleetLink) -> None:
+    # First use on a loop: read the shared state once, then follow it by subscription.
+    link.ensure_started(e.on_message, lambda: adrive(e.read_steps(), link.run))
+    await adrive(e.read_steps(), link.run)
+
+
+async def _drive_async(e: _Engine, steps: Steps) -> Any:
+    assert e.alink is not None  # only async links hand round trips back to the shell
+    return await adrive(steps, e.alink.run)
+
+
+async def _acquire_async(e: _Engine) -> Admission:
+    link = e.alink
+    assert link is not None
+
+    async def give_back(adm: Admission | None) -> None:
+        # The caller was cancelled while its permit was being granted: nobody will use it.
+        if adm is not None and adm.trial:
+            await adrive(e.trial_steps(adm.generation, IGNORED, 0.0, None), link.run)
+
+    return e.admit(await adrive(e.acquire_steps(), link.run, give_back))
 
 
 class CircuitBreaker(_BreakerBase):
@@ -419,7 +500,7 @@ class CircuitBreaker(_BreakerBase):
         trial = False
         if gen < 0:
             # Rejection inline (no extra frame to unwind): an open period that has not ended.
-            now = e.mono()
+            now = e.now()
             if now < e.reject_until and not e.call_listeners:
                 with e.lock:
                     e.rejected += 1
@@ -502,6 +583,17 @@ class CircuitBreaker(_BreakerBase):
         self._stack.set(stack[:-1])
         permit.__exit__(exc_type, exc, tb)
 
+    def close(self) -> None:
+        """Release fleet-mode resources (the subscriber thread, a backend made from a URL).
+
+        The breaker keeps working locally afterwards. Nothing to do without a shared backend.
+        """
+        if self._engine.link is not None:
+            self._engine.link.close()
+        if self._owned_backend is not None:
+            self._owned_backend.close()
+            self._owned_backend = None
+
     # -- manual control ------------------------------------------------------------------------
 
     def force_open(self) -> None:
@@ -516,17 +608,19 @@ class CircuitBreaker(_BreakerBase):
         """Back to a fresh ``CLOSED``: window, rejection count and backoff all forgotten."""
         self._engine.transition(BreakerState.CLOSED, reset=True, reason="reset()")
 
-    def close(self) -> None:
+    def transition_to_closed(self) -> None:
         """Move to ``CLOSED`` with an empty window (the backoff count is reset too)."""
-        self._engine.transition(BreakerState.CLOSED, reset=False, reason="close()")
+        self._engine.transition(BreakerState.CLOSED, reset=False, reason="transition_to_closed()")
 
-    def open(self) -> None:
+    def transition_to_open(self) -> None:
         """Move to ``OPEN`` for the next open duration (it then half-opens as usual)."""
-        self._engine.transition(BreakerState.OPEN, reset=False, reason="open()")
+        self._engine.transition(BreakerState.OPEN, reset=False, reason="transition_to_open()")
 
-    def half_open(self) -> None:
+    def transition_to_half_open(self) -> None:
         """Move to ``HALF_OPEN`` now, issuing fresh trial permits."""
-        self._engine.transition(BreakerState.HALF_OPEN, reset=False, reason="half_open()")
+        self._engine.transition(
+            BreakerState.HALF_OPEN, reset=False, reason="transition_to_half_open()"
+        )
 
     def transition_to(self, state: BreakerState) -> None:
         """Move to ``state`` (any of the five) now."""
@@ -578,10 +672,12 @@ class AsyncCircuitBreaker(_BreakerBase):
     async def try_acquire(self) -> AsyncPermit:
         """See :meth:`CircuitBreaker.try_acquire`; settle the permit with ``await``."""
         e = self._engine
+        if e.alink is not None and not e.alink.started:
+            await _start_async_link(e, e.alink)
         gen = e.closed_gen
         if gen >= 0:
             return AsyncPermit(e, gen, False)
-        adm = e.acquire()
+        adm = e.acquire() if e.alink is None else await _acquire_async(e)
         return AsyncPermit(e, adm.generation, adm.trial)
 
     async def __aenter__(self) -> AsyncPermit:
@@ -600,32 +696,52 @@ class AsyncCircuitBreaker(_BreakerBase):
         self._stack.set(stack[:-1])
         await permit.__aexit__(exc_type, exc, tb)
 
+    _is_async = True
+
+    async def aclose(self) -> None:
+        """Release fleet-mode resources (see :meth:`CircuitBreaker.close`)."""
+        if self._engine.alink is not None:
+            await self._engine.alink.aclose()
+        if self._owned_backend is not None:
+            await self._owned_backend.aclose()
+            self._owned_backend = None
+
+    async def _atransition(self, target: BreakerState, *, reset: bool, reason: str) -> None:
+        e = self._engine
+        if e.alink is not None and not e.alink.started:
+            await _start_async_link(e, e.alink)
+        follow = self._engine.transition(target, reset=reset, reason=reason)
+        if follow is not None:
+            await _drive_async(self._engine, follow)
+
     async def force_open(self) -> None:
         """See :meth:`CircuitBreaker.force_open`."""
-        self._engine.transition(BreakerState.FORCED_OPEN, reset=False, reason="force_open()")
+        await self._atransition(BreakerState.FORCED_OPEN, reset=False, reason="force_open()")
 
     async def disable(self) -> None:
         """See :meth:`CircuitBreaker.disable`."""
-        self._engine.transition(BreakerState.DISABLED, reset=False, reason="disable()")
+        await self._atransition(BreakerState.DISABLED, reset=False, reason="disable()")
 
     async def reset(self) -> None:
         """See :meth:`CircuitBreaker.reset`."""
-        self._engine.transition(BreakerState.CLOSED, reset=True, reason="reset()")
+        await self._atransition(BreakerState.CLOSED, reset=True, reason="reset()")
 
-    async def close(self) -> None:
-        """See :meth:`CircuitBreaker.close`."""
-        self._engine.transition(BreakerState.CLOSED, reset=False, reason="close()")
+    async def transition_to_closed(self) -> None:
+        """See :meth:`CircuitBreaker.transition_to_closed`."""
+        await self._atransition(BreakerState.CLOSED, reset=False, reason="transition_to_closed()")
 
-    async def open(self) -> None:
-        """See :meth:`CircuitBreaker.open`."""
-        self._engine.transition(BreakerState.OPEN, reset=False, reason="open()")
+    async def transition_to_open(self) -> None:
+        """See :meth:`CircuitBreaker.transition_to_open`."""
+        await self._atransition(BreakerState.OPEN, reset=False, reason="transition_to_open()")
 
-    async def half_open(self) -> None:
-        """See :meth:`CircuitBreaker.half_open`."""
-        self._engine.transition(BreakerState.HALF_OPEN, reset=False, reason="half_open()")
+    async def transition_to_half_open(self) -> None:
+        """See :meth:`CircuitBreaker.transition_to_half_open`."""
+        await self._atransition(
+            BreakerState.HALF_OPEN, reset=False, reason="transition_to_half_open()"
+        )
 
     async def transition_to(self, state: BreakerState) -> None:
         """See :meth:`CircuitBreaker.transition_to`."""
         if not isinstance(state, BreakerState):
             raise TypeError(f"state must be a BreakerState, got {state!r}")
-        self._engine.transition(state, reset=False, reason=f"transition_to({state.name})")
+        await self._atransition(state, reset=False, reason=f"transition_to({state.name})")

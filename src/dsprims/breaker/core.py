@@ -343,16 +343,30 @@ def trip(snap: BreakerSnapshot, now: float, params: BreakerParams, reason: str, 
 
 
 def advance(snap: BreakerSnapshot, now: float, params: BreakerParams, u: float) -> Step:
-    """The transitions time alone causes: the open period ends, or half-open waited too long."""
-    if snap.state is BreakerState.OPEN and now >= snap.open_until:
-        return _enter(snap, BreakerState.HALF_OPEN, now, "open duration elapsed", params, u)
-    if (
-        snap.state is BreakerState.HALF_OPEN
-        and params.max_half_open_wait is not None
-        and now - snap.since >= params.max_half_open_wait
-    ):
-        return _enter(snap, BreakerState.OPEN, now, "half-open wait exceeded", params, u)
-    return snap, NO_TRANSITIONS
+    """The transitions time alone causes, each dated when it became due.
+
+    An open period ends at ``open_until`` and the half-open period starts then, however late
+    the breaker is next looked at; a half-open period that has waited ``max_half_open_wait``
+    re-opens at that moment. The result therefore does not depend on when (or whether) anyone
+    observed the breaker in between, which is what lets many processes agree on it.
+    """
+    transitions: tuple[Transition, ...] = ()
+    for _ in range(64):  # each step moves time forward by > 0; the bound keeps one call O(1)
+        if snap.state is BreakerState.OPEN and now >= snap.open_until:
+            snap, step = _enter(
+                snap, BreakerState.HALF_OPEN, snap.open_until, "open duration elapsed", params, u
+            )
+        elif (
+            snap.state is BreakerState.HALF_OPEN
+            and params.max_half_open_wait is not None
+            and now - snap.since >= params.max_half_open_wait
+        ):
+            at = snap.since + params.max_half_open_wait
+            snap, step = _enter(snap, BreakerState.OPEN, at, "half-open wait exceeded", params, u)
+        else:
+            break
+        transitions += step
+    return snap, transitions
 
 
 def on_acquire(

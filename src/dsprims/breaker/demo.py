@@ -56,7 +56,7 @@ def run(out: DemoOutput, options: DemoOptions) -> None:
 
     out.line("16 threads race for 2 half-open permits:")
     racer = CircuitBreaker("race", half_open_calls=2)
-    racer.half_open()
+    racer.transition_to_half_open()
     gate = threading.Barrier(16)
     release = threading.Event()
     admitted: list[int] = []

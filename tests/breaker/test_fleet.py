@@ -1,0 +1,261 @@
+"""Fleet mode on a real Redis: shared transitions, exact permits, outages, and a differential
+test against the local breaker."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dsprims import (
+    AsyncCircuitBreaker,
+    BreakerState,
+    CircuitBreaker,
+    CircuitOpenError,
+    ManualClock,
+    StateChangeEvent,
+    async_backend_from_url,
+)
+
+pytestmark = pytest.mark.redis
+
+
+class Boom(Exception):
+    pass
+
+
+def boom() -> None:
+    raise Boom
+
+
+def state_of(breaker: CircuitBreaker | AsyncCircuitBreaker) -> BreakerState:
+    return breaker.state
+
+
+def wait_for_state(breaker: CircuitBreaker, state: BreakerState) -> threading.Event:
+    seen = threading.Event()
+
+    def listener(event: StateChangeEvent) -> None:
+        if event.to_state is state:
+            seen.set()
+
+    breaker.on_state_change(listener)
+    if breaker.state is state:
+        seen.set()
+    return seen
+
+
+def test_one_trips_the_other_sees_open(redis_server: Any, key_prefix: str) -> None:
+    kw: dict[str, Any] = {"minimum_calls": 2, "window_size": 2, "prefix": key_prefix}
+    a = CircuitBreaker("fleet", backend=redis_server.url, **kw)
+    b = CircuitBreaker("fleet", backend=redis_server.url, **kw)
+    try:
+        opened = wait_for_state(b, BreakerState.OPEN)
+        b.call(lambda: 1)  # b's own successes stay local
+        for _ in range(2):
+            with pytest.raises(Boom):
+                a.call(boom)
+        assert state_of(a) is BreakerState.OPEN
+        assert opened.wait(5), "the subscriber never delivered the trip"
+        with pytest.raises(CircuitOpenError) as info:
+            b.call(lambda: 1)
+        assert 0 < info.value.retry_after <= 30.0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_half_open_permits_exact_across_breakers(redis_server: Any, key_prefix: str) -> None:
+    clock = ManualClock(start=1_000_000.0)
+    breakers = [
+        CircuitBreaker(
+            "permits",
+            backend=redis_server.url,
+            prefix=key_prefix,
+            minimum_calls=1,
+            window_size=1,
+            half_open_calls=2,
+            open_duration=5.0,
+            clock=clock,
+        )
+        for _ in range(4)
+    ]
+    try:
+        seen = [wait_for_state(b, BreakerState.OPEN) for b in breakers[1:]]
+        with pytest.raises(Boom):
+            breakers[0].call(boom)
+        assert all(event.wait(5) for event in seen)  # pushed to every subscriber
+        clock.advance(4.999)
+        for b in breakers:
+            with pytest.raises(CircuitOpenError):
+                b.try_acquire()
+        clock.advance(0.001)
+        granted = []
+        for b in breakers * 2:
+            with contextlib.suppress(CircuitOpenError):
+                granted.append(b.try_acquire())
+        assert len(granted) == 2
+        closed = [wait_for_state(b, BreakerState.CLOSED) for b in breakers]
+        granted[0].success()
+        granted[1].success()
+        assert all(event.wait(5) for event in closed)
+        assert all(b.call(lambda: 1) == 1 for b in breakers)
+    finally:
+        for b in breakers:
+            b.close()
+
+
+def test_open_period_is_guarded_by_the_shared_clock(redis_server: Any, key_prefix: str) -> None:
+    # Two processes' clocks disagree: the one running ahead must not end the open period early.
+    behind = ManualClock(start=2_000_000.0)
+    ahead = ManualClock(start=2_000_000.0)
+    kw: dict[str, Any] = {
+        "backend": redis_server.url,
+        "prefix": key_prefix,
+        "minimum_calls": 1,
+        "window_size": 1,
+        "open_duration": 10.0,
+    }
+    a = CircuitBreaker("guard", clock=behind, **kw)
+    with pytest.raises(Boom):
+        a.call(boom)
+    ahead.advance(10.0)
+    b = CircuitBreaker("guard", clock=ahead, **kw)
+    try:
+        permit = b.try_acquire()  # the pinned clock of b says the period is over: it is, for b
+        permit.success()
+        assert state_of(b) is BreakerState.CLOSED
+    finally:
+        a.close()
+        b.close()
+
+
+def test_outage_falls_back_to_local_within_timeout(redis_server: Any, key_prefix: str) -> None:
+    url = redis_server.url + ("&" if "?" in redis_server.url else "?") + "timeout=0.3"
+    b = CircuitBreaker(
+        "outage",
+        backend=url,
+        prefix=key_prefix,
+        minimum_calls=3,
+        window_size=3,
+        retry_interval=5.0,
+    )
+    try:
+        redis_server.kill()
+        started = time.monotonic()
+        assert b.call(lambda: 1) == 1  # CLOSED: never touches Redis
+        with pytest.raises(Boom):
+            b.call(boom)
+        with pytest.raises(Boom):
+            b.call(boom)  # trips: the CAS fails within the timeout, the trip applies locally
+        assert state_of(b) is BreakerState.OPEN
+        with pytest.raises(CircuitOpenError):
+            b.call(lambda: 1)
+        assert time.monotonic() - started < 0.3 + 1.0
+    finally:
+        b.close()
+        redis_server.restart()
+
+
+async def test_async_fleet(redis_server: Any, key_prefix: str) -> None:
+    clock = ManualClock(start=3_000_000.0)
+    kw: dict[str, Any] = {
+        "prefix": key_prefix,
+        "minimum_calls": 1,
+        "window_size": 1,
+        "open_duration": 1.0,
+        "clock": clock,
+    }
+    a = AsyncCircuitBreaker("async-fleet", backend=redis_server.url, **kw)
+    backend_b = async_backend_from_url(redis_server.url)
+    b = AsyncCircuitBreaker("async-fleet", backend=backend_b, **kw)
+    try:
+
+        async def fail() -> None:
+            raise Boom
+
+        async def ok() -> int:
+            return 1
+
+        with pytest.raises(Boom):
+            await a.call(fail)
+        clock.advance(1.0)
+        permit = await b.try_acquire()  # b learns of the open period from the CAS reply
+        assert permit.trial
+        with pytest.raises(CircuitOpenError):
+            await a.try_acquire()  # the only permit is b's, fleet-wide
+        await permit.success()
+        assert await a.call(ok) == 1
+        await a.force_open()
+        with pytest.raises(CircuitOpenError):
+            await b.call(ok)
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await backend_b.aclose()
+
+
+OPS = st.lists(
+    st.one_of(
+        st.just("ok"),
+        st.just("fail"),
+        st.just("hold"),
+        st.just("settle"),
+        st.integers(min_value=1, max_value=4000).map(lambda ms: f"advance {ms}"),
+    ),
+    max_size=40,
+)
+
+
+@given(ops=OPS)
+def test_fleet_agrees_with_local(redis_server: Any, ops: list[str]) -> None:
+    import uuid
+
+    prefix = f"diff-{uuid.uuid4().hex}"
+    kw: dict[str, Any] = {
+        "minimum_calls": 3,
+        "window_size": 4,
+        "half_open_calls": 2,
+        "open_duration": 2.0,
+        "open_duration_multiplier": 2.0,
+        "max_half_open_wait": 6.0,
+    }
+    local_clock = ManualClock(start=5_000_000.0)
+    fleet_clock = ManualClock(start=5_000_000.0)
+    local = CircuitBreaker("diff", clock=local_clock, **kw)
+    fleet = CircuitBreaker("diff", clock=fleet_clock, backend=redis_server.url, prefix=prefix, **kw)
+    held: list[list[Any]] = [[], []]
+    try:
+        for op in ops:
+            outcomes: list[tuple[str, object] | None] = []
+            for i, (b, clock) in enumerate(((local, local_clock), (fleet, fleet_clock))):
+                if op.startswith("advance"):
+                    clock.advance(int(op.split()[1]) / 1000)
+                    outcomes.append(None)
+                    continue
+                if op == "settle":
+                    if held[i]:
+                        held[i].pop(0).success()
+                    outcomes.append(None)
+                    continue
+                try:
+                    permit = b.try_acquire()
+                except CircuitOpenError as exc:
+                    outcomes.append(("rejected", round(exc.retry_after, 3)))
+                    continue
+                if op == "hold":
+                    held[i].append(permit)
+                elif op == "ok":
+                    permit.success()
+                else:
+                    permit.failure()
+                outcomes.append(("ran", permit.trial))
+            assert outcomes[0] == outcomes[1], op
+            assert local.state is fleet.state, op
+    finally:
+        fleet.close()
