@@ -32,7 +32,16 @@ from dsprims.errors import (
 
 # Each area adds its imports in its own block below, so parallel work merges cleanly.
 # -- consistent hashing (dsprims.hashing) --
-from dsprims.hashing import EmptyRingError, HashRing, Move
+from dsprims.hashing import (
+    BoundedLoadBalancer,
+    EmptyRingError,
+    HashRing,
+    JumpHash,
+    MaglevHash,
+    Move,
+    RendezvousHash,
+    jump_hash,
+)
 
 # -- rate limiting (dsprims.ratelimit) --
 from dsprims.ratelimit import (
@@ -99,9 +108,14 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [  # grouped by area (RUF022 is off for this reason)
     # -- consistent hashing --
+    "BoundedLoadBalancer",
     "EmptyRingError",
     "HashRing",
+    "JumpHash",
+    "MaglevHash",
     "Move",
+    "RendezvousHash",
+    "jump_hash",
     # -- rate limiting --
     "AsyncCompositeLimiter",
     "AsyncSlidingWindowCounter",

@@ -22,6 +22,7 @@ __all__ = ["DEMO_SECTIONS", "DemoOptions", "DemoOutput", "main"]
 DEMO_SECTIONS: list[str] = [
     "dsprims.backends.demo",
     # -- consistent hashing --
+    "dsprims.hashing.demo",
     # -- rate limiting --
     "dsprims.ratelimit.demo",
     # -- circuit breaking --
@@ -36,6 +37,7 @@ DEMO_SECTIONS: list[str] = [
 #: sets ``func=handler`` where ``handler(args) -> int``.
 COMMANDS: list[str] = [
     # -- consistent hashing --
+    "dsprims.hashing.cli",
 ]
 
 

@@ -9,13 +9,22 @@ other type raises ``TypeError``. Lookups on an empty structure raise :class:`Emp
 from __future__ import annotations
 
 from dsprims.hashing._common import HASH_SPACE, EmptyRingError, key_hash32
+from dsprims.hashing.bounded import BoundedLoadBalancer
+from dsprims.hashing.jump import JumpHash, jump_hash
+from dsprims.hashing.maglev import MaglevHash
+from dsprims.hashing.rendezvous import RendezvousHash
 from dsprims.hashing.ring import DEFAULT_VNODES, HashRing, Move
 
 __all__ = [
     "DEFAULT_VNODES",
     "HASH_SPACE",
+    "BoundedLoadBalancer",
     "EmptyRingError",
     "HashRing",
+    "JumpHash",
+    "MaglevHash",
     "Move",
+    "RendezvousHash",
+    "jump_hash",
     "key_hash32",
 ]
