@@ -136,13 +136,13 @@ def test_cockroachdb_update_refuses_untrustworthy_remote() -> None:
 
 
 def test_paper_style_message_sequence() -> None:
-    """A message sequence in the style of the HLC paper's illustration, values worked by hand.
+    """A worked message sequence in the spirit of the HLC paper's illustration.
 
-    Kulkarni et al. 2014 illustrate HLC with one process whose physical clock is ahead (at 10)
-    sending to processes whose clocks read 0-5: ``l`` stays at 10 and ``c`` counts the
-    causal chain until a physical clock passes 10, when ``c`` resets. The figure itself could
-    not be consulted while writing this test, so the expected values below were derived by
-    hand from the rules of the paper's Figure 5, step by step.
+    One process's physical clock is ahead (at 10) and sends to processes whose clocks read 1-6:
+    ``l`` stays at 10 and ``c`` counts the causal chain until a physical clock passes 10, when
+    ``c`` resets. The paper's own figure could not be consulted while this test was written,
+    so the scenario is ours and every expected value was derived by hand from the paper's send
+    and receive rules; each branch of the receive rule is exercised.
     """
     p = [ManualClock(0) for _ in range(4)]
     hlc = [HybridLogicalClock(clock=c, max_offset=0) for c in p]

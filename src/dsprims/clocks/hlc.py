@@ -2,8 +2,8 @@
 
 An HLC timestamp ``(l, c)`` pairs the largest physical time heard of so far (``l``, here
 ``wall_ns``) with a logical counter (``c``, here ``logical``) that orders events sharing the same
-``l``. This module follows the rules of Figure 5 of *Logical Physical Clocks and Consistent
-Snapshots in Globally Distributed Databases* (Kulkarni, Demirbas, Madeppa, Avva, Leone; OPODIS
+``l``. This module follows the HLC algorithm of *Logical Physical Clocks and Consistent
+Snapshots in Globally Distributed Databases* (Kulkarni, Demirbas, Madappa, Avva, Leone; OPODIS
 2014; tech report https://cse.buffalo.edu/tech-reports/2014-04.pdf) exactly, with the physical
 clock ``pt`` read from the injected clock's ``time_ns()`` (wall clock, ns since the epoch):
 
