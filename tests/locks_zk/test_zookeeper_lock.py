@@ -147,9 +147,11 @@ def test_suspended_is_lost_marks_at_suspend(
     strict = ZooKeeperLock("s", backend=backend, prefix=key_prefix, suspended_is_lost=True)
     lenient = ZooKeeperLock("l", backend=backend, prefix=key_prefix)
     strict_lease, lenient_lease = strict.acquire(), lenient.acquire()
+    assert strict.session_state == "CONNECTED"
     zookeeper_server.freeze()
     try:
         assert wait_until(lambda: strict_lease.lost)
+        assert lenient.session_state == "SUSPENDED"
         # The lenient lease stays valid until its local deadline, then is lost as well.
         assert wait_until(lambda: lenient_lease.lost, timeout=10)
     finally:

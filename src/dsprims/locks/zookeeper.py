@@ -468,6 +468,15 @@ class _ZooKeeperLockBase:
         """The lock znode; contender nodes are its children."""
         return self._parent
 
+    @property
+    def session_state(self) -> str:
+        """The client's session state: ``"CONNECTED"``, ``"SUSPENDED"`` or ``"LOST"``.
+
+        While ``"SUSPENDED"`` the leases of this client are at risk: still valid until their
+        local deadline (see the module docstring), but unconfirmed.
+        """
+        return str(self._backend.client.state)
+
     def _deadline(self, timeout: object) -> float | None:
         limit = check_timeout(timeout)
         return None if limit is None else self.clock.monotonic() + limit
