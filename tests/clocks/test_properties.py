@@ -306,3 +306,62 @@ def test_int_form_is_exact_and_strict_on_milliseconds(ms: int, x: int, y: int) -
     b = HLCTimestamp(ms * 1_000_000, y)
     assert HLCTimestamp.from_int(a.to_int()) == a
     assert (a.to_int() < b.to_int()) is (a < b)
+
+
+# -- the pure rules against a literal transcription of the paper --
+
+
+def paper_send(l: int, c: int, pt: int) -> tuple[int, int]:  # noqa: E741 - the paper's names
+    l_new = max(l, pt)
+    return (l_new, c + 1 if l_new == l else 0)
+
+
+def paper_receive(l: int, c: int, pt: int, lm: int, cm: int) -> tuple[int, int]:  # noqa: E741
+    l_new = max(l, lm, pt)
+    if l_new == l == lm:
+        return (l_new, max(c, cm) + 1)
+    if l_new == l:
+        return (l_new, c + 1)
+    if l_new == lm:
+        return (l_new, cm + 1)
+    return (l_new, 0)
+
+
+small_walls = st.integers(0, 20)  # small values make the equal-wall cases frequent
+small_logicals = st.integers(0, 5)
+
+
+@given(small_walls, small_logicals, small_walls, small_walls, small_logicals)
+def test_pure_rules_are_the_papers_rules(l: int, c: int, pt: int, lm: int, cm: int) -> None:  # noqa: E741
+    last = HLCTimestamp(l, c)
+    assert tuple(hlc_send(last, pt)) == paper_send(l, c, pt)
+    assert tuple(hlc_receive(last, pt, HLCTimestamp(lm, cm), 0)) == paper_receive(l, c, pt, lm, cm)
+    # With the guard on, the rule either refuses (remote too far ahead) or agrees.
+    if lm - pt > 3:
+        try:
+            hlc_receive(last, pt, HLCTimestamp(lm, cm), 3)
+        except ClockSkewError:
+            pass
+        else:
+            raise AssertionError("a remote more than max_offset ahead was accepted")
+    else:
+        assert tuple(hlc_receive(last, pt, HLCTimestamp(lm, cm), 3)) == paper_receive(
+            l, c, pt, lm, cm
+        )
+
+
+@given(small_walls, small_walls, small_walls, st.sampled_from([0, 1, MAX_LOGICAL - 1]))
+def test_counter_carries_where_the_paper_would_overflow(
+    l: int,  # noqa: E741
+    pt: int,
+    lm: int,
+    cm: int,
+) -> None:
+    last = HLCTimestamp(l, MAX_LOGICAL)
+    expected_l, expected_c = paper_receive(l, MAX_LOGICAL, pt, lm, cm)
+    got = hlc_receive(last, pt, HLCTimestamp(lm, cm), 0)
+    if expected_c > MAX_LOGICAL:
+        assert tuple(got) == (expected_l + 1, 0)
+    else:
+        assert tuple(got) == (expected_l, expected_c)
+    assert got > last

@@ -354,22 +354,25 @@ def hlc_receive(
     if remote.__class__ is not HLCTimestamp and not isinstance(remote, HLCTimestamp):
         raise TypeError(f"remote must be an HLCTimestamp, got {type(remote).__name__}")
     remote_wall, remote_logical = remote
-    # Typically the remote is behind: one subtraction and one comparison decide.
-    if remote_wall - pt > max_offset_ns and max_offset_ns:
-        raise ClockSkewError(
-            f"remote wall time {remote_wall} ns is {remote_wall - pt} ns ahead of the local "
-            f"physical clock ({pt} ns), more than max_offset ({max_offset_ns} ns)"
-        )
     wall, logical = last
-    if pt > wall and pt > remote_wall:
-        return _new(HLCTimestamp, (pt, 0))
-    if wall > remote_wall:
-        logical += 1
-    elif remote_wall > wall:
-        wall = remote_wall
-        logical = remote_logical + 1
+    if pt > remote_wall:
+        # The common case: the message is from the past, so it cannot be too far ahead.
+        if pt > wall:
+            return _new(HLCTimestamp, (pt, 0))
+        logical += 1  # wall >= pt > remote_wall: l' = l
     else:
-        logical = (logical if logical > remote_logical else remote_logical) + 1
+        if remote_wall - pt > max_offset_ns and max_offset_ns:
+            raise ClockSkewError(
+                f"remote wall time {remote_wall} ns is {remote_wall - pt} ns ahead of the local "
+                f"physical clock ({pt} ns), more than max_offset ({max_offset_ns} ns)"
+            )
+        if wall > remote_wall:
+            logical += 1
+        elif remote_wall > wall:
+            wall = remote_wall
+            logical = remote_logical + 1
+        else:
+            logical = (logical if logical > remote_logical else remote_logical) + 1
     if logical <= MAX_LOGICAL:
         return _new(HLCTimestamp, (wall, logical))
     return _new(HLCTimestamp, (wall + 1, 0))
