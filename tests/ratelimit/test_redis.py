@@ -194,6 +194,8 @@ def test_bad_input_changes_nothing_on_redis(
         limiter.try_acquire("k", 1.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="key"):
         limiter.try_acquire(b"k")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="UTF-8"):
+        limiter.try_acquire("lone \ud800 surrogate")
     assert limiter.peek("k") == before
 
 

@@ -36,6 +36,7 @@ from dsprims.ratelimit.limiters import (
     Verdict4,
     _AsyncLimiter,
     _check_key,
+    _check_remote_key,
     _check_timeout,
     _LimiterBase,
     _now_us,
@@ -86,6 +87,9 @@ class _CompositeBase:
         self._fallback = MemoryBackend() if self.on_outage == "local" else None
         self._cluster = bool(getattr(first.backend, "is_cluster", False))
 
+    def _check(self, key: object) -> str:
+        return _check_key(key) if self._first._store is not None else _check_remote_key(key)
+
     @property
     def limiters(self) -> tuple[Any, ...]:
         """The limiters, in order."""
@@ -93,9 +97,9 @@ class _CompositeBase:
 
     def _request(self, key: object, cost: object) -> tuple[list[str], int]:
         if isinstance(key, str):
-            keys = [_check_key(key)] * len(self._limiters)
+            keys = [self._check(key)] * len(self._limiters)
         elif isinstance(key, Sequence) and not isinstance(key, bytes):
-            keys = [_check_key(k) for k in key]
+            keys = [self._check(k) for k in key]
             if len(keys) != len(self._limiters):
                 raise ConfigurationError(
                     f"key must be one str or one per limiter ({len(self._limiters)}), "

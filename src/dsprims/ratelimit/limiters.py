@@ -242,8 +242,11 @@ class _Log(_Algorithm):
                 times.append(update.at)
                 costs.append(update.append)
             entry = table.get(key)
-            if entry is not None:
-                entry[1] = t + verdict[3] * 1e-6 + _MARGIN
+            ttl = verdict[3] * 1e-6 + _MARGIN
+            if entry is not None and entry[2] is clock:
+                entry[1] = t + ttl
+            else:  # written by a limiter on another clock: re-store it on ours
+                store.transact(key, lambda _old: (None, state), ttl=ttl, clock=clock)
         elif not times:
             store.delete(key)
         return verdict
@@ -267,6 +270,18 @@ def _check_key(key: object) -> str:
     if key.__class__ is str and key:
         return key
     return check_name(key, "key")
+
+
+def _check_remote_key(key: object) -> str:
+    checked = _check_key(key)
+    if not checked.isascii():
+        try:
+            checked.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigurationError(
+                f"key must be encodable as UTF-8 to be stored on Redis, got {checked!r}"
+            ) from None
+    return checked
 
 
 class _LimiterBase:
@@ -407,10 +422,10 @@ class _LimiterBase:
         return decision.retry_after
 
     def _validate(self, key: object, cost: object) -> tuple[str, int]:
-        return _check_key(key), check_cost(cost, self.limit)
+        return _check_remote_key(key), check_cost(cost, self.limit)
 
     def _reset_keys(self, key: object) -> list[str]:
-        return self._redis_keys(_check_key(key))
+        return self._redis_keys(_check_key(key) if self._store else _check_remote_key(key))
 
     def __repr__(self) -> str:
         return (
