@@ -14,9 +14,14 @@ import time
 from typing import Any
 
 import hlcpy
+import pytest
 from vectorclock import vectorclock as vc_peer
 
 from dsprims import HLCTimestamp, HybridLogicalClock, LamportClock, VectorClock
+
+# Sub-microsecond operations: half a second per row is plenty and keeps the file under a minute
+# on a loaded machine.
+pytestmark = pytest.mark.benchmark(max_time=0.4)
 
 # -- HLC -----------------------------------------------------------------------------------------
 
