@@ -228,3 +228,13 @@ def test_node_is_thread_safe() -> None:
     for thread in threads:
         thread.join()
     assert node.clock == vc(n=8_000)
+
+
+def test_large_clocks_beyond_the_cache_still_work() -> None:
+    a = VectorClock({f"n{i:04d}": i + 1 for i in range(700)})
+    b = a.increment("n0699").increment("zz")
+    assert a < b
+    assert a.merge(b) == b
+    assert b.to_dict()["zz"] == 1
+    assert b["n0699"] == 701
+    assert a.compare(b.increment("n0000")) is Ordering.BEFORE

@@ -85,7 +85,9 @@ _FIELD_BYTES = _F // 8
 MAX_COUNTER = (1 << _W) - 1
 _GUARDS: dict[int, int] = {}
 _STRUCTS: dict[int, struct.Struct] = {}
-_CACHE_LIMIT = 4096
+# Cache per clock size only up to this many nodes: a guard mask costs 9 bytes per node, so the
+# cache stays around a megabyte however many sizes appear; bigger clocks recompute (O(n)).
+_CACHE_MAX_NODES = 512
 
 
 def _guards(n: int) -> int:
@@ -94,7 +96,7 @@ def _guards(n: int) -> int:
     if g is None:
         ones = ((1 << (n * _F)) - 1) // ((1 << _F) - 1)  # bit 0 of every field
         g = ones << _W
-        if len(_GUARDS) < _CACHE_LIMIT:
+        if n <= _CACHE_MAX_NODES:
             _GUARDS[n] = g
     return g
 
@@ -103,7 +105,7 @@ def _layout(n: int) -> struct.Struct:
     layout = _STRUCTS.get(n)
     if layout is None:
         layout = struct.Struct("<" + "Qx" * n)  # 8 counter bytes, 1 guard byte per field
-        if len(_STRUCTS) < _CACHE_LIMIT:
+        if n <= _CACHE_MAX_NODES:
             _STRUCTS[n] = layout
     return layout
 
