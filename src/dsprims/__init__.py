@@ -89,10 +89,12 @@ from dsprims.locks import (
     AsyncLease,
     AsyncMemoryLock,
     AsyncRedisLock,
+    AsyncRedlock,
     FencedStore,
     Lease,
     MemoryLock,
     RedisLock,
+    Redlock,
 )
 from dsprims.testing.clock import ManualClock
 from dsprims.timesource import Clock, SystemClock
@@ -151,11 +153,13 @@ __all__ = [  # grouped by area (RUF022 is off for this reason)
     "AsyncLease",
     "AsyncMemoryLock",
     "AsyncRedisLock",
+    "AsyncRedlock",
     "AsyncZooKeeperLock",
     "FencedStore",
     "Lease",
     "MemoryLock",
     "RedisLock",
+    "Redlock",
     "ZooKeeperLock",
     # -- foundation --
     "AsyncMemoryBackend",

@@ -16,6 +16,7 @@ from dsprims.locks.fenced import AsyncFencedStore, FencedStore
 from dsprims.locks.lease import AsyncLease, AsyncLeaseDriver, Lease, LeaseBase, LeaseDriver
 from dsprims.locks.memory import AsyncMemoryLock, MemoryLock
 from dsprims.locks.redis import AsyncRedisLock, RedisLock
+from dsprims.locks.redlock import AsyncRedlock, Redlock
 
 __all__ = [
     "AsyncFencedStore",
@@ -23,10 +24,12 @@ __all__ = [
     "AsyncLeaseDriver",
     "AsyncMemoryLock",
     "AsyncRedisLock",
+    "AsyncRedlock",
     "FencedStore",
     "Lease",
     "LeaseBase",
     "LeaseDriver",
     "MemoryLock",
     "RedisLock",
+    "Redlock",
 ]

@@ -67,6 +67,7 @@ __all__ = [
     "next_token",
     "plan_renewal",
     "plan_wait",
+    "quorum_outcome",
 ]
 
 #: Default lease length in seconds.
@@ -394,6 +395,44 @@ def decide_leave(
 def is_idle(state: LockState) -> bool:
     """Whether the state holds nothing but the fencing counter."""
     return state.owner is None and not state.queue
+
+
+# -- Redlock quorum ----------------------------------------------------------------------------
+
+
+def quorum_outcome(
+    decisions: list[AcquireDecision | None],
+    elapsed: float,
+    ttl: float,
+    clock_drift: float,
+) -> AcquireDecision:
+    """Combine the per-server decisions of one Redlock round (Sanfilippo, "Distributed locks
+    with Redis", redis.io).
+
+    Granted when a majority granted and the lease is still valid after the round:
+    ``elapsed < ttl - (ttl * clock_drift + CLOCK_DRIFT_FLOOR)``. The token is the largest
+    token of the granting servers (see the Redlock section of ``docs/locks.md`` for what that
+    guarantees). When not granted, ``wait_us`` is when a majority could be free again: the
+    majority-th smallest of the servers' remaining leases (0 for a granting server, unknown
+    servers count as never).
+
+    Args:
+        decisions: one per server; ``None`` for a server that failed or timed out.
+        elapsed: seconds the round took on the client's monotonic clock.
+        ttl: the requested lease length in seconds.
+        clock_drift: the lock's drift fraction.
+    """
+    quorum = len(decisions) // 2 + 1
+    granted = [d for d in decisions if d is not None and d.granted]
+    valid = elapsed < ttl - ttl * clock_drift - CLOCK_DRIFT_FLOOR
+    if len(granted) >= quorum and valid:
+        return AcquireDecision(True, max(d.token for d in granted), 0, None)
+    never = 2**62
+    waits = sorted(
+        never if d is None else (0 if d.granted else max(d.wait_us, 0)) for d in decisions
+    )
+    wait = waits[quorum - 1]
+    return AcquireDecision(False, 0, -1 if wait >= never else wait, None)
 
 
 # -- schedules ----------------------------------------------------------------------------------

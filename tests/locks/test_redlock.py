@@ -1,0 +1,168 @@
+"""Redlock over three real, independent Redis servers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dsprims import (
+    ConfigurationError,
+    LockLost,
+    LockNotAcquired,
+    async_backend_from_url,
+    backend_from_url,
+)
+from dsprims.locks import AsyncRedlock, Redlock
+from dsprims.locks.core import AcquireDecision, quorum_outcome
+from dsprims.testing.servers import RedisServerProcess
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def three_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServerProcess]]:
+    servers = [RedisServerProcess.create(tmp_path_factory.mktemp(f"rl{i}")) for i in range(3)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def servers(three_servers: list[RedisServerProcess]) -> list[RedisServerProcess]:
+    for server in three_servers:
+        server.ensure_running()
+    return three_servers
+
+
+@pytest.fixture
+def backends(servers: list[RedisServerProcess]) -> Iterator[list[Any]]:
+    made = [backend_from_url(s.url) for s in servers]
+    yield made
+    for b in made:
+        b.close()
+
+
+def _keys(backends: list[Any], prefix: str) -> list[list[bytes]]:
+    return [
+        sorted(k for k in b.client.scan_iter(match=f"{prefix}*") if not k.endswith(b":fence"))
+        for b in backends
+    ]
+
+
+def test_quorum_outcome() -> None:
+    yes = AcquireDecision(True, 7)
+    no = AcquireDecision(False, 0, 500)
+    assert quorum_outcome([yes, AcquireDecision(True, 9), no], 0.01, 10, 0.01).token == 9
+    assert not quorum_outcome([yes, None, no], 0.01, 10, 0.01).granted
+    assert quorum_outcome([yes, None, no], 0.01, 10, 0.01).wait_us == 500
+    assert quorum_outcome([None, None, no], 0.01, 10, 0.01).wait_us == -1
+    # A majority that arrives too late is no lock: validity = ttl - drift - elapsed.
+    assert not quorum_outcome([yes, yes, yes], 9.95, 10, 0.01).granted
+
+
+def test_cycle_tokens_and_release_on_all(backends: list[Any], key_prefix: str) -> None:
+    lock = Redlock("r", backends=backends, prefix=key_prefix, auto_renew=False)
+    first = lock.acquire()
+    assert lock.try_acquire() is None
+    assert all(len(keys) == 1 for keys in _keys(backends, key_prefix))
+    first.extend(20)
+    first.release()
+    assert _keys(backends, key_prefix) == [[], [], []]
+    second = lock.acquire(timeout=1)
+    assert second.token > first.token
+    second.release()
+    lock.close()
+
+
+def test_a_minority_of_frozen_servers_does_not_stop_it(
+    servers: list[RedisServerProcess], backends: list[Any], key_prefix: str
+) -> None:
+    lock = Redlock("f", backends=backends, prefix=key_prefix, server_timeout=0.2)
+    with servers[2].frozen_for_a_while():
+        lease = lock.acquire(timeout=5)
+        lease.release()
+        with servers[1].frozen_for_a_while():
+            start = time.monotonic()
+            with pytest.raises(LockNotAcquired):
+                lock.acquire(timeout=0.5)
+            assert time.monotonic() - start < 0.5 + 1.0
+    lock.close()
+
+
+def test_a_lease_without_majority_is_lost_at_extend(
+    servers: list[RedisServerProcess], backends: list[Any], key_prefix: str
+) -> None:
+    lock = Redlock("l", backends=backends, prefix=key_prefix, auto_renew=False)
+    lease = lock.acquire()
+    for b in backends[:2]:
+        b.client.delete(f"{key_prefix}:{{l}}:lock")  # two servers forgot it (restarts)
+    with pytest.raises(LockLost):
+        lease.extend()
+    other = lock.acquire(timeout=1)
+    assert other.token > lease.token
+    other.release()
+
+
+def test_waiter_is_woken_by_release(backends: list[Any], key_prefix: str) -> None:
+    import threading
+
+    lock = Redlock("w", backends=backends, prefix=key_prefix)
+    holder = lock.acquire()
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.append(lock.acquire(timeout=10).token))
+    t.start()
+    time.sleep(0.05)
+    holder.release()
+    t.join()
+    assert got[0] > holder.token
+
+
+def test_bad_configuration(backends: list[Any], redis_cluster_backend: Any) -> None:
+    with pytest.raises(ConfigurationError, match="at least one"):
+        Redlock("x", backends=[])
+    with pytest.raises(ConfigurationError, match="standalone"):
+        Redlock("x", backends=[redis_cluster_backend])
+    with pytest.raises(ConfigurationError, match="distinct"):
+        Redlock("x", backends=[backends[0], backends[0]])
+    with pytest.raises(ConfigurationError, match="ttl"):
+        Redlock("x", backends=backends, ttl=0)
+
+
+async def test_async_redlock_cancellation_leaves_nothing(
+    servers: list[RedisServerProcess], key_prefix: str
+) -> None:
+    abackends = [async_backend_from_url(s.url) for s in servers]
+    lock = AsyncRedlock("a", backends=abackends, prefix=key_prefix)
+    holder = await lock.acquire()
+    rng = random.Random(3)
+
+    async def contender() -> None:
+        try:
+            lease = await asyncio.wait_for(lock.acquire(), rng.uniform(0, 0.03))
+        except TimeoutError:
+            return
+        await lease.release()
+
+    await asyncio.gather(*(contender() for _ in range(40)))
+    await lock.settle()
+    await holder.release()
+    sync = [backend_from_url(s.url) for s in servers]
+    assert _keys(sync, key_prefix) == [[], [], []]
+    lease = await lock.acquire(timeout=0)
+    assert lease.token > holder.token
+    await lease.release()
+    await lock.aclose()
+    for b in [*abackends, *sync]:
+        if hasattr(b, "aclose"):
+            await b.aclose()
+        else:
+            b.close()
