@@ -4,6 +4,7 @@ test against the local breaker."""
 from __future__ import annotations
 
 import contextlib
+import asyncio
 import threading
 import time
 from typing import Any
@@ -191,7 +192,12 @@ async def test_async_fleet(redis_server: Any, key_prefix: str) -> None:
             await a.try_acquire()  # the only permit is b's, fleet-wide
         await permit.success()
         assert await a.call(ok) == 1
+        forced = asyncio.Event()
+        b.on_state_change(
+            lambda e: forced.set() if e.to_state is BreakerState.FORCED_OPEN else None
+        )
         await a.force_open()
+        await asyncio.wait_for(forced.wait(), 5)  # pushed to b's subscriber task
         with pytest.raises(CircuitOpenError):
             await b.call(ok)
     finally:

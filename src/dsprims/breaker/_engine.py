@@ -130,10 +130,15 @@ class _Engine:
             and not self.timed
         )
         self._full = int(params.window_size)
+        #: Outcomes need nothing but the window: :meth:`success` may stand in for ``finish``.
+        self.plain = not self.timed and record_result is None
         #: While OPEN (or FORCED_OPEN): the time before which calls are rejected without the
         #: core; -inf otherwise.
         self.reject_until = -math.inf
         self.rejected = 0
+        #: Rejections not yet folded into ``rejected``: ``deque.append`` is thread-safe on its
+        #: own, so the rejection fast path needs no lock (see :meth:`count_rejection`).
+        self.rejections: deque[None] = deque()
         self.pending: deque[Any] = deque()
         self.dispatching = threading.Lock()
         self.state_listeners: list[Listener] = []
@@ -172,16 +177,29 @@ class _Engine:
             else:
                 self.reject_until = -math.inf
 
-    def retry_after(self, now: float) -> float:
-        """Seconds until the open period ends (0.0 when unknown, as in ``FORCED_OPEN``)."""
-        until = self.reject_until
-        return until - now if until != math.inf else 0.0
+    def count_rejection(self) -> None:
+        """Count one rejection without the lock (folded into ``rejected`` in batches)."""
+        rejections = self.rejections
+        rejections.append(None)
+        if len(rejections) > 1024:
+            self.fold_rejections()
+
+    def fold_rejections(self) -> int:
+        """Move counted rejections into ``rejected``; returns the total."""
+        with self.lock:
+            rejections = self.rejections
+            # Pop exactly what was counted; appends racing with us stay for the next fold.
+            for _ in range(len(rejections)):
+                rejections.popleft()
+                self.rejected += 1
+            return self.rejected
 
     def add_call_listener(self, listener: Listener) -> None:
         """Register a call listener (every outcome must now go through ``finish``)."""
         with self.lock:
             self._quiet_possible = False
             self.quiet = False
+            self.plain = False
             self.call_listeners.append(listener)
 
     def classify(self, exc: BaseException) -> int:
@@ -209,9 +227,8 @@ class _Engine:
             now = self.now()
             if now < until:
                 # Rejection without the core: the open period has not ended, nothing changes.
-                with self.lock:
-                    self.rejected += 1
-                raise CircuitOpenError(self.name, self.retry_after(now))
+                self.count_rejection()
+                raise CircuitOpenError(self.name, until - now if until != math.inf else 0.0)
         if self.link is not None:
             return self.admit(drive(self.acquire_steps(), self.link.run))
         with self.lock:
@@ -306,6 +323,31 @@ class _Engine:
             return self._follow(follow)
         return None
 
+    def success(self, generation: int) -> Steps | None:
+        """:meth:`finish` for the common case only: an untimed success outside half-open.
+
+        The shells call it when :attr:`plain` holds (no timing, no result predicate, no call
+        listeners), which leaves one lock, one ring update and one comparison.
+        """
+        with self.lock:
+            if generation != self.closed_gen:
+                return None
+            w = self.window
+            reason = w.record(SUCCESS, self.mono() if self.needs_now else 0.0)
+            if self._quiet_possible:
+                self.quiet = w.calls == self._full and not w.failures and not w.slow
+            if reason is None:
+                return None
+            follow: Steps | None = None
+            if self.link is None and self.alink is None:
+                new, transitions = trip(self.snap, self.now(), self.params, reason, self.draw())
+                self.install(new, transitions)
+            else:
+                follow = self.trip_steps(generation, reason)
+        if self.pending:
+            self.drain()
+        return None if follow is None else self._follow(follow)
+
     def _follow(self, steps: Steps) -> Steps | None:
         # A sync link runs the round trips right here; an async shell gets them to await.
         if self.link is not None:
@@ -369,6 +411,7 @@ class _Engine:
         """Move to ``target`` now (manual control); fleet round trips as in :meth:`finish`."""
         if self.link is not None or self.alink is not None:
             if reset:
+                self.fold_rejections()
                 with self.lock:
                     self.window.reset()
                     self.quiet = False
@@ -385,6 +428,8 @@ class _Engine:
                     None,
                 )
             )
+        if reset:
+            self.fold_rejections()
         with self.lock:
             new, transitions = manual_transition(
                 self.snap,
@@ -422,6 +467,7 @@ class _Engine:
     def metrics(self) -> BreakerMetrics:
         """A consistent snapshot of the statistics."""
         self.state()
+        self.fold_rejections()
         with self.lock:
             now = self.now()
             snap = self.snap

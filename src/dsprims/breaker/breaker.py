@@ -53,6 +53,7 @@ from dsprims.timesource import SYSTEM_CLOCK, Clock
 __all__ = ["AsyncCircuitBreaker", "AsyncPermit", "CircuitBreaker", "Permit"]
 
 P = ParamSpec("P")
+_INF = float("inf")
 R = TypeVar("R")
 
 
@@ -391,10 +392,10 @@ async def _acall(
     trial = False
     if gen < 0:
         now = e.now()
-        if now < e.reject_until and not e.call_listeners:
-            with e.lock:
-                e.rejected += 1
-            raise CircuitOpenError(e.name, e.retry_after(now))
+        until = e.reject_until
+        if now < until and not e.call_listeners:
+            e.count_rejection()
+            raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
         adm = e.acquire() if e.alink is None else await _acquire_async(e)
         gen = adm.generation
         trial = adm.trial
@@ -408,12 +409,15 @@ async def _acall(
         raise
     if e.quiet:
         return result  # recording this success would change nothing (see _Engine.quiet)
-    follow = e.finish(
-        gen,
-        trial,
-        SUCCESS if e.record_result is None else e.result_code(result),
-        e.mono() - t0 if e.timed else 0.0,
-    )
+    if e.plain and not trial:
+        follow = e.success(gen)
+    else:
+        follow = e.finish(
+            gen,
+            trial,
+            SUCCESS if e.record_result is None else e.result_code(result),
+            e.mono() - t0 if e.timed else 0.0,
+        )
     if follow is not None:
         await _drive_async(e, follow)
     return result
@@ -501,10 +505,10 @@ class CircuitBreaker(_BreakerBase):
         if gen < 0:
             # Rejection inline (no extra frame to unwind): an open period that has not ended.
             now = e.now()
-            if now < e.reject_until and not e.call_listeners:
-                with e.lock:
-                    e.rejected += 1
-                raise CircuitOpenError(e.name, e.retry_after(now))
+            until = e.reject_until
+            if now < until and not e.call_listeners:
+                e.count_rejection()
+                raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
             adm = e.acquire()
             gen = adm.generation
             trial = adm.trial
@@ -516,12 +520,15 @@ class CircuitBreaker(_BreakerBase):
             raise
         if e.quiet:
             return result  # recording this success would change nothing (see _Engine.quiet)
-        e.finish(
-            gen,
-            trial,
-            SUCCESS if e.record_result is None else e.result_code(result),
-            e.mono() - t0 if e.timed else 0.0,
-        )
+        if e.plain and not trial:
+            e.success(gen)
+        else:
+            e.finish(
+                gen,
+                trial,
+                SUCCESS if e.record_result is None else e.result_code(result),
+                e.mono() - t0 if e.timed else 0.0,
+            )
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -646,14 +653,19 @@ class AsyncCircuitBreaker(_BreakerBase):
         'ok'
     """
 
-    async def call(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    def call(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
         """Await ``fn(*args, **kwargs)`` under the breaker and return its result.
+
+        ``await breaker.call(fn, ...)``; the method hands back the one coroutine that does the
+        work (no second coroutine wrapped around it, which halves the cost of a rejection).
 
         Raises:
             CircuitOpenError: the breaker rejected the call (``fn`` did not run).
             BaseException: whatever ``fn`` raised, after recording it.
         """
-        return await _acall(self._engine, fn, *args, **kwargs)
+        return _acall(self._engine, fn, *args, **kwargs)
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, R]]

@@ -508,6 +508,11 @@ class CountWindow:
         ring[i] = code
         i += 1
         self._i = 0 if i == self._size else i
+        if not code and not old and self._predicate is None:
+            # A success replacing a success: no total moves, so no threshold can be newly
+            # crossed (rates at or above one would have tripped when they got there).
+            self.consecutive = 0
+            return None
         if old < 0:
             self.calls += 1
         elif old:
@@ -586,7 +591,7 @@ class TimeWindow:
         self.calls = self.failures = self.slow = self.slow_failures = self.consecutive = 0
 
     def _roll(self, now: float) -> int:
-        idx = math.floor(now / self._width)
+        idx = int(now // self._width)
         head = self._head
         if head is None:
             self._head = idx
@@ -607,9 +612,17 @@ class TimeWindow:
 
     def record(self, code: int, now: float) -> str | None:
         """Add one outcome at ``now``; return why the breaker must trip, or ``None``."""
-        b = self._roll(now) % self._buckets
+        idx = now // self._width
+        # Same slice as the last outcome (the common case): no bucket to expire.
+        same = idx == self._head
+        b = int(idx if same else self._roll(now)) % self._buckets
         self._b_calls[b] += 1
         self.calls += 1
+        if not code and same and self.calls > self._minimum and self._predicate is None:
+            # A success with nothing expired and the minimum already met only lowers the
+            # rates, so no threshold can be newly crossed.
+            self.consecutive = 0
+            return None
         if code & FAILURE:
             self._b_fail[b] += 1
             self.failures += 1
