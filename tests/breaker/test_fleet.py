@@ -3,8 +3,8 @@ test against the local breaker."""
 
 from __future__ import annotations
 
-import contextlib
 import asyncio
+import contextlib
 import threading
 import time
 from typing import Any
