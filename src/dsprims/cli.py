@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -120,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dsprims", description="Distributed-systems primitives: demo and tools."
     )
+    parser.add_argument(
+        "--log-level",
+        default="error",
+        choices=["debug", "info", "warning", "error"],
+        help="show the library's log records from this level up (default: error)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="a short tour of the primitives")
     demo.add_argument(
@@ -140,5 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dsprims`` console script."""
     args = build_parser().parse_args(argv)
+    # The library logs state changes (a breaker opening, a clock stepping back) for services to
+    # collect; in this terminal tool the tables already tell that story, so only errors print.
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()), format="[%(name)s] %(message)s"
+    )
     handler: Callable[[argparse.Namespace], int] = args.func
     return handler(args)
