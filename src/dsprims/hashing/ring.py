@@ -140,8 +140,9 @@ class _Snapshot:
 def node_points(name: str, count: int) -> list[int]:
     """The first ``count`` point coordinates ``q`` of a node (ring position ``4 * q``)."""
     blob = hashlib.shake_128(_POINT_SALT + name.encode()).digest(4 * count)
-    # 30-bit coordinates: CPython sorts ints below 2**30 on a much faster path.
-    return list(map(_rshift, struct.unpack(f"<{count}I", blob), repeat(2)))
+    # 30-bit coordinates: CPython sorts ints below 2**30 on a much faster path, and sorted runs
+    # (one per node) make the ring-wide sort a cheap merge.
+    return sorted(map(_rshift, struct.unpack(f"<{count}I", blob), repeat(2)))
 
 
 def _point_count(name: str, weight: float, vnodes: int) -> int:
@@ -321,32 +322,59 @@ def _build_ketama(weights: dict[str, float]) -> _Snapshot:
     return _Snapshot(weights, ends, owners)
 
 
-def _nearest_nodes(points: list[int], names: list[str], h: int, want: int) -> list[str]:
-    """Distinct owners of the points nearest to hash ``h``, nearest first.
+def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
+    """The default-mode preference-list closure over one snapshot (see :meth:`get_nodes`)."""
+    points, names = snap.points, snap.names
+    size, count = len(points), len(snap.weights)
+    bisect, murmur, slow_hash, qspace = bisect_left, _mmh3_32, key_hash32, _QSPACE
+    # Bucket b of the hash space -> index of the first point at or after the bucket, filled
+    # on first use: with about one point per bucket, a short scan replaces the binary search
+    # (which touches ~16 scattered int objects of a large ring).
+    bits = min(_TABLE_MAX_BITS - 2, max(6, size.bit_length()))
+    starts: list[int | None] = [None] * (1 << bits)
+    bshift = 32 - bits
 
-    Merges the walk to the left and the walk to the right of ``h`` with the ownership rule
-    itself (a key at distance ``dl`` from the left point and ``dr`` from the right one goes
-    left when ``dl <= dr + 2``, the ``2 * (a + b) + 1`` boundary), so the i-th node listed owns
-    the key once the nodes before it are gone.
-    """
-    size = len(points)
-    right = bisect_left(points, (h + 3) >> 2)
-    left = right - 1
-    found: list[str] = []
-    for _ in range(size):
-        lp = points[left % size] << 2
-        rp = points[right % size] << 2
-        if ((h - lp) & _MAX_HASH) <= ((rp - h) & _MAX_HASH) + 2:
-            owner = names[left % size]
-            left -= 1
-        else:
-            owner = names[right % size]
+    def get_nodes(key: str | bytes, n: int) -> list[str]:
+        if n.__class__ is not int or n < 1:
+            _check_n(n)
+        try:
+            h = murmur(key, 0, False) if key.isascii() else slow_hash(key)
+        except (AttributeError, TypeError):
+            raise _key_error(key) from None
+        if not size:
+            _empty_lookup(key)
+        want = n if n < count else count
+        q = (h + 3) >> 2
+        right = starts[h >> bshift]
+        if right is None:
+            right = starts[h >> bshift] = bisect(points, ((h >> bshift) << bshift) >> 2)
+        while right < size and points[right] < q:
             right += 1
-        if owner not in found:
-            found.append(owner)
-            if len(found) == want:
-                break
-    return found
+        left = right - 1
+        half = (h - 1) >> 1
+        found: list[str] = []
+        for _ in range(size):
+            a = points[left] if left >= 0 else points[left] - qspace
+            b = points[right] if right < size else points[right - size] + qspace
+            if half <= a + b:
+                owner = names[left]
+                left -= 1
+            else:
+                owner = names[right if right < size else right - size]
+                right += 1
+            if owner not in found:
+                found.append(owner)
+                if len(found) == want:
+                    break
+        return found
+
+    return get_nodes
+
+
+def _check_n(n: object) -> None:
+    if n.__class__ is not int:
+        raise TypeError(f"n must be an int, not {type(n).__name__}")
+    raise ValueError(f"n must be >= 1, got {n}")
 
 
 def _key_error(key: object) -> TypeError:
@@ -374,7 +402,7 @@ def _make_get_node(snap: _Snapshot, ketama: bool) -> Callable[[str | bytes], str
     # inside one interval caches its owner, filled on first use (a benign race: every thread
     # writes the same value into this snapshot's private table), so most lookups skip the
     # binary search.
-    bits = min(_TABLE_MAX_BITS, max(8, len(ends).bit_length() + 3))
+    bits = min(_TABLE_MAX_BITS, max(8, len(ends).bit_length() + 4))
     table: list[str | None] = [None] * (1 << bits)
     tshift = 32 - bits
     bucket_span = 1 << (tshift - 1)  # in the lookup space (hash >> 1)
@@ -462,6 +490,8 @@ class HashRing:
         # object and no attribute chase per call).
         self._snap = snap
         self.__dict__["get_node"] = _make_get_node(snap, self._hash == "ketama")
+        if self._hash != "ketama":
+            self.__dict__["get_nodes"] = _make_get_nodes(snap)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -521,16 +551,15 @@ class HashRing:
             TypeError: the key is neither ``str`` nor ``bytes`` (or ``n`` is not an int).
             EmptyRingError: the ring has no nodes.
         """
-        if n.__class__ is not int:
-            raise TypeError(f"n must be an int, not {type(n).__name__}")
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        # Replaced per instance by a closure in the default mode (see _install).
         snap = self._snap
+        if self._shift:
+            return _make_get_nodes(snap)(key, n)
+        if n.__class__ is not int or n < 1:
+            _check_n(n)
         if not snap.owners:
             _empty_lookup(key)
         want = min(n, len(snap.weights))
-        if self._shift:
-            return _nearest_nodes(snap.points, snap.names, key_hash32(key), want)
         owners = snap.owners
         start = bisect_left(snap.ends, ketama_hash(key_bytes(key)))
         found = [owners[start]]
