@@ -84,3 +84,46 @@ def run(out: DemoOutput, options: DemoOptions) -> None:
         out.good(f"exactly 2 trials ran (threads {sorted(admitted)}), 14 were rejected; closed")
     else:
         out.bad(f"{len(admitted)} trials ran")
+    if options.backend_url.startswith(("redis://", "rediss://")):
+        _fleet(out, options.backend_url)
+    else:
+        out.line("(run with --backend redis://... to see two breakers share one state)")
+
+
+def _fleet(out: DemoOutput, url: str) -> None:
+    import contextlib
+    import time
+    import uuid
+
+    out.line("Fleet mode: two breakers (think: two processes) share one state on Redis.")
+    prefix = f"demo-{uuid.uuid4().hex[:8]}"
+    a, b = (
+        CircuitBreaker(
+            "checkout", backend=url, prefix=prefix, minimum_calls=2, window_size=2, open_duration=5
+        )
+        for _ in range(2)
+    )
+    try:
+        seen = threading.Event()
+        b.on_state_change(lambda e: seen.set() if e.to_state is BreakerState.OPEN else None)
+        with contextlib.suppress(ConnectionError):
+            a.call(_fail)
+        started = time.perf_counter()
+        with contextlib.suppress(ConnectionError):
+            a.call(_fail)  # trips: one compare-and-set on Redis, published to b
+        if seen.wait(5):
+            lag = (time.perf_counter() - started) * 1000
+            out.good(f"a tripped; b knew within {lag:.2f} ms of a's failing call (pub/sub push)")
+        try:
+            b.call(lambda: "ok")
+            out.bad("b let a call through")
+        except CircuitOpenError as exc:
+            out.good(f"b rejects too, retry after {exc.retry_after:.2f} s (server clock)")
+    finally:
+        a.reset()
+        a.close()
+        b.close()
+
+
+def _fail() -> None:
+    raise ConnectionError("checkout down")
