@@ -387,3 +387,40 @@ def test_demo_section_on_a_real_zookeeper(zookeeper_server: ZooKeeperServerProce
     skipped = io.StringIO()
     demo_zookeeper.run(DemoOutput(skipped), DemoOptions())
     assert "Skipped" in skipped.getvalue()
+
+
+def test_a_dropped_lease_frees_the_lock_when_collected(
+    make_backend: MakeBackend, key_prefix: str
+) -> None:
+    import gc
+
+    one, two = make_backend(), make_backend()
+    lock = ZooKeeperLock("dropped", backend=one, prefix=key_prefix)
+    lease = lock.acquire()
+    token = lease.token
+    del lease
+    gc.collect()
+    other = ZooKeeperLock("dropped", backend=two, prefix=key_prefix).acquire(timeout=10)
+    assert other.token > token
+    other.release()
+    assert wait_until(lambda: lock.pending_cleanups() == 0)
+
+
+def test_a_lease_lost_by_its_local_deadline_frees_the_lock_at_once(
+    make_backend: MakeBackend, key_prefix: str
+) -> None:
+    from dsprims import ManualClock
+
+    clock = ManualClock(start=50.0)
+    one, two = make_backend(session_timeout=4.0), make_backend()
+    lock = ZooKeeperLock("paused", backend=one, prefix=key_prefix, clock=clock)
+    lease = lock.acquire()
+    clock.advance(4.0)  # a pause as long as the session timeout, seen on the lock's clock
+    assert lease.lost  # no round trip; the session itself is still alive
+    assert one.client.connected
+    # The node was deleted on the loss, so the next holder does not wait for the session.
+    other = ZooKeeperLock("paused", backend=two, prefix=key_prefix).acquire(timeout=10)
+    assert other.token > lease.token
+    with pytest.raises(LockLost):
+        lease.release()
+    other.release()

@@ -27,8 +27,10 @@ Guarantees:
   the moment the server could expire the session. Pass ``suspended_is_lost=True`` to mark them
   lost at ``SUSPENDED`` instead (Curator's strict mode). ``LOST`` (session expired) marks every
   lease of that session lost and fires ``on_lost``. A lost lease stays lost.
-* ``release()`` of a lost lease raises :class:`~dsprims.LockLost` (after deleting the node if it
-  is still there). A non-owner cannot release: the node name carries a random owner id.
+* ``release()`` of a lost lease raises :class:`~dsprims.LockLost`. A lease found lost frees the
+  lock at once (its node is deleted if it is still there), and so does a lease that is garbage-
+  collected without ``release()``. A non-owner cannot release: the node name carries a random
+  owner id.
 * No leaked contender node: an acquire that times out, fails or is cancelled deletes its node;
   a ``create`` that was abandoned before its reply arrived is deleted when the reply comes, and
   one whose reply was lost with the connection is found by its owner id and deleted when the
@@ -61,6 +63,7 @@ from dsprims.locks._lock import _HELD, _pop_held
 from dsprims.locks.core import CLOCK_DRIFT_FLOOR, check_timeout, check_ttl
 from dsprims.locks.lease import AsyncLease, Lease, LeaseBase, OnLost
 from dsprims.locks.zookeeper_core import (
+    NODE_MARK,
     Action,
     AwaitChange,
     Busy,
@@ -117,18 +120,25 @@ def _ignore_result(result: Any) -> None:
 
 
 class _Held:
-    """A lease tracked by a :class:`_Session`."""
+    """A lease tracked by a :class:`_Session` (held weakly: see :meth:`_Session.track`)."""
 
-    __slots__ = ("clock", "lease", "path", "strict", "timeout")
+    __slots__ = ("clock", "drift", "path", "ref", "strict", "timeout")
 
     def __init__(
-        self, lease: LeaseBase, path: str, clock: Clock, timeout: float, strict: bool
+        self,
+        lease: LeaseBase,
+        path: str,
+        clock: Clock,
+        timeout: float,
+        strict: bool,
+        drift: float = 0.01,
     ) -> None:
-        self.lease = lease
+        self.ref = weakref.ref(lease)
         self.path = path
         self.clock = clock
         self.timeout = timeout
         self.strict = strict
+        self.drift = drift
 
 
 class _Session:
@@ -182,7 +192,9 @@ class _Session:
     @staticmethod
     def _mark_lost(doomed: list[tuple[_Held, str]]) -> None:
         for held, reason in doomed:
-            held.lease._mark_lost(reason)
+            lease = held.ref()
+            if lease is not None:
+                lease._mark_lost(reason)
 
     def add_waker(self, wake: Callable[[], None]) -> None:
         with self._lock:
@@ -195,9 +207,20 @@ class _Session:
     # -- held leases and the heartbeat -------------------------------------------------------
 
     def track(self, held: _Held, losses_before: int) -> None:
-        """Watch ``held.lease`` until it is released or lost."""
-        key = id(held.lease)
+        """Watch the lease until it is released, lost or garbage-collected.
+
+        A lease dropped without ``release()`` frees the lock when it is collected, and a lease
+        found lost frees it at once (its node is deleted): otherwise the lock would stay taken
+        for as long as the client's session lives.
+        """
+        lease = held.ref()
+        if lease is None:  # pragma: no cover - the caller holds it
+            return
+        key = id(held)
         client = self._client()
+        parent, _, name = held.path.rpartition("/")
+        owner = name.split(NODE_MARK, 1)[0]
+        collected = weakref.finalize(lease, self._collected, key, held.path, parent, owner)
         with self._lock:
             self._held[key] = held
             straddled = self.losses != losses_before
@@ -206,11 +229,25 @@ class _Session:
                     target=self._heartbeat, daemon=True, name="dsprims-zk-heartbeat"
                 )
                 self._thread.start()
-        held.lease._renewal = lambda: self.untrack(key)
+
+        def stop_watching() -> None:  # on release or loss (the lease's ``_cancel_renewal``)
+            collected.detach()
+            self.untrack(key)
+            gone = held.ref()
+            if gone is not None and not gone.released:
+                # Lost is final: nobody may act on this lease any more, so free the lock for
+                # the next contender now (the node may outlive a local-deadline loss).
+                self.discard_node(held.path, parent, owner)
+
+        lease._renewal = stop_watching
         if straddled:
-            held.lease._mark_lost("the ZooKeeper session expired while the lock was granted")
+            lease._mark_lost("the ZooKeeper session expired while the lock was granted")
         elif held.strict and client is not None and client.state == KazooState.SUSPENDED:
-            held.lease._mark_lost("the ZooKeeper connection was SUSPENDED at the grant")
+            lease._mark_lost("the ZooKeeper connection was SUSPENDED at the grant")
+
+    def _collected(self, key: int, path: str, parent: str, owner: str) -> None:
+        self.untrack(key)
+        self.discard_node(path, parent, owner)
 
     def untrack(self, key: int) -> None:
         with self._lock:
@@ -226,21 +263,21 @@ class _Session:
             client = self._client()
             if client is None:
                 return
-            if client.state == KazooState.CONNECTED:
-                for item in held:
-                    if item.lease.lost:  # reading it fires on_lost once the deadline passed
-                        continue
-                    sent = item.clock.monotonic()
-                    try:
-                        result = client.exists_async(item.path)
-                    except _DRIVER_ERRORS:
-                        break
-                    result.rawlink(lambda r, item=item, sent=sent: self._confirmed(item, sent, r))
-            else:
-                for item in held:
-                    _ = item.lease.lost
+            connected = client.state == KazooState.CONNECTED
+            lease: LeaseBase | None = None
+            for item in held:
+                lease = item.ref()
+                # Reading ``lost`` fires on_lost once the local deadline has passed.
+                if lease is None or lease.lost or not connected:
+                    continue
+                sent = item.clock.monotonic()
+                try:
+                    result = client.exists_async(item.path)
+                except _DRIVER_ERRORS:
+                    break
+                result.rawlink(lambda r, item=item, sent=sent: self._confirmed(item, sent, r))
             period = min(item.timeout for item in held) / 3.0
-            del client, held
+            del client, held, lease
             self._kick.wait(max(period, 0.02))
             self._kick.clear()
 
@@ -250,8 +287,8 @@ class _Session:
             stat = result.get(block=False)
         except Exception:  # unanswered: the local deadline decides
             return
-        lease = held.lease
-        if lease.released:
+        lease = held.ref()
+        if lease is None or lease.released:
             return
         if stat is None:
             lease._mark_lost("the lock znode was deleted")
@@ -259,7 +296,7 @@ class _Session:
         if lease.lost:
             return
         deadline = confirm_deadline(
-            lease.deadline, sent, held.timeout, lease._drift, CLOCK_DRIFT_FLOOR
+            lease.deadline, sent, held.timeout, held.drift, CLOCK_DRIFT_FLOOR
         )
         if deadline is None:
             _ = lease.lost
@@ -521,7 +558,14 @@ class _ZooKeeperLockBase:
         }
 
     def _track(self, lease: LeaseBase, losses_before: int) -> None:
-        held = _Held(lease, lease.owner, self.clock, self.session_timeout, self.suspended_is_lost)
+        held = _Held(
+            lease,
+            lease.owner,
+            self.clock,
+            self.session_timeout,
+            self.suspended_is_lost,
+            self.clock_drift,
+        )
         self._session.track(held, losses_before)
 
     def _not_acquired(self, timeout: object) -> LockNotAcquired:
