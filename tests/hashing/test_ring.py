@@ -49,6 +49,32 @@ def reference_owner(ring: HashRing, key_hash: int) -> str:
     raise AssertionError("no cell holds the hash")
 
 
+def _walk(ring: HashRing, key_hash: int, want: int) -> list[str]:
+    """Reference preference list: distinct owners of points by distance, ties to the left."""
+    owner_of: dict[int, str] = {}
+    for name in sorted(ring.nodes, reverse=True):
+        for q in node_points(name, max(1, round(ring.vnodes * ring.nodes[name]))):
+            owner_of[q] = name
+    qs = sorted(owner_of)
+    right = next((i for i, q in enumerate(qs) if 4 * q >= key_hash), len(qs))
+    left = right - 1
+    found: list[str] = []
+    for _ in range(len(qs)):
+        lp = 4 * qs[left % len(qs)]
+        rp = 4 * qs[right % len(qs)]
+        if (key_hash - lp) % HASH_SPACE <= (rp - key_hash) % HASH_SPACE + 2:
+            owner = owner_of[qs[left % len(qs)]]
+            left -= 1
+        else:
+            owner = owner_of[qs[right % len(qs)]]
+            right += 1
+        if owner not in found:
+            found.append(owner)
+        if len(found) == want:
+            break
+    return found
+
+
 # -- placement ------------------------------------------------------------------------------
 
 
@@ -201,6 +227,8 @@ def test_preference_list_invariants(nodes: list[str], sample: list[str], n: int)
         assert prefs[0] == ring.get_node(key)
         assert set(prefs) <= set(nodes)
         assert ring.get_nodes(key, max(1, n - 1)) == prefs[: max(1, n - 1)]
+        assert ring.get_nodes(key, n) == prefs  # again: may come from the cache
+        assert prefs == _walk(ring, ring.key_hash(key), min(n, len(nodes)))
 
 
 def test_preference_list_survives_the_loss_of_the_primary() -> None:

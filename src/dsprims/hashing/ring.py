@@ -83,6 +83,7 @@ _MAX_HASH = HASH_SPACE - 1
 _QSPACE = 1 << 30  # point coordinates q: ring position 4 * q
 _LSPACE = 1 << 31  # default-mode lookup space: hash >> 1, interval ends a + b
 _TABLE_MAX_BITS = 18  # prefix table of at most 2**18 entries (2 MiB)
+_MEMO_MAX = 1 << 16  # cached preference lists per snapshot
 _mmh3_32 = mmh3.hash
 
 
@@ -327,12 +328,17 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
     points, names = snap.points, snap.names
     size, count = len(points), len(snap.weights)
     bisect, murmur, slow_hash, qspace = bisect_left, _mmh3_32, key_hash32, _QSPACE
-    # Bucket b of the hash space -> index of the first point at or after the bucket, filled
-    # on first use: with about one point per bucket, a short scan replaces the binary search
-    # (which touches ~16 scattered int objects of a large ring).
-    bits = min(_TABLE_MAX_BITS - 2, max(6, size.bit_length()))
-    starts: list[int | None] = [None] * (1 << bits)
+    # Bucket b of the hash space -> index of the first point at or after it, filled on first
+    # use: with about half a point per bucket, a short scan replaces the binary search.
+    bits = min(_TABLE_MAX_BITS, max(6, size.bit_length() + 3))
+    # Allocated on first use (many rings never call get_nodes); two threads racing here can only
+    # append a second, unused run of None.
+    starts: list[int | None] = []
     bshift = 32 - bits
+    span = 1 << bshift
+    # (bucket, n) -> preference list, for buckets where the walk provably does not depend on
+    # where in the bucket the hash falls (no point and no comparison threshold inside it).
+    memo: dict[int, tuple[str, ...]] = {}
 
     def get_nodes(key: str | bytes, n: int) -> list[str]:
         if n.__class__ is not int or n < 1:
@@ -343,20 +349,37 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
             raise _key_error(key) from None
         if not size:
             _empty_lookup(key)
+        bucket = h >> bshift
+        slot = (bucket << 3) | (n - 1)
+        if n <= 8:
+            hit = memo.get(slot)
+            if hit is not None:
+                return list(hit)
         want = n if n < count else count
-        q = (h + 3) >> 2
-        right = starts[h >> bshift]
+        if not starts:
+            starts.extend([None] * (1 << bits))
+        right = starts[bucket]
         if right is None:
-            right = starts[h >> bshift] = bisect(points, ((h >> bshift) << bshift) >> 2)
+            right = starts[bucket] = bisect(points, (bucket << bshift) >> 2)
+        low = bucket << bshift
+        high = low + span - 1
+        pure = right >= size or points[right] >= (high + 3) >> 2
+        q = (h + 3) >> 2
         while right < size and points[right] < q:
             right += 1
         left = right - 1
+        # Walk outward, nearest point first: between points at 4a (left) and 4b (right) the
+        # key goes left when h <= 2 * (a + b) + 1, i.e. (h - 1) >> 1 <= a + b.
         half = (h - 1) >> 1
+        half_low, half_high = (low - 1) >> 1, (high - 1) >> 1
         found: list[str] = []
         for _ in range(size):
             a = points[left] if left >= 0 else points[left] - qspace
             b = points[right] if right < size else points[right - size] + qspace
-            if half <= a + b:
+            threshold = a + b
+            if half_low <= threshold < half_high:
+                pure = False
+            if half <= threshold:
                 owner = names[left]
                 left -= 1
             else:
@@ -366,6 +389,8 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
                 found.append(owner)
                 if len(found) == want:
                     break
+        if pure and n <= 8 and len(memo) < _MEMO_MAX:
+            memo[slot] = tuple(found)
         return found
 
     return get_nodes
