@@ -296,6 +296,10 @@ def test_composite_validation(manual_clock: ManualClock) -> None:
         CompositeLimiter([a, TokenBucket(1, 3, backend=store)])
     with pytest.raises(ConfigurationError, match="empty"):
         CompositeLimiter([])
+    with pytest.raises(ConfigurationError, match="name="):
+        CompositeLimiter([a, TokenBucket(1, 2, backend=store, clock=manual_clock)])
+    twin = TokenBucket(1, 2, backend=store, clock=manual_clock, name="global")
+    assert CompositeLimiter([a, twin]).try_acquire("y").allowed
     with pytest.raises(TypeError, match="limiter"):
         CompositeLimiter([AsyncTokenBucket(1, 2)])  # type: ignore[list-item]
     both = CompositeLimiter([a, SlidingWindowCounter(5, 1.0, backend=store, clock=manual_clock)])

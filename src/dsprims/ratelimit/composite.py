@@ -78,6 +78,12 @@ class _CompositeBase:
                 )
             if item.clock is not first.clock or item._pinned != first._pinned:
                 raise ConfigurationError("all limiters of a composite must share one clock")
+        spaces = [(item.prefix, item._algo.part) for item in items]
+        if len(set(spaces)) != len(spaces):
+            raise ConfigurationError(
+                "two limiters of the composite have the same settings and prefix, so they would "
+                "share state for a key: give one of them another name= or prefix="
+            )
         self._limiters = items
         self._first = first
         self.clock = first.clock
