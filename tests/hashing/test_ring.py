@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
 import math
 import pickle
@@ -299,6 +300,17 @@ def test_lone_surrogates_raise_instead_of_crashing() -> None:
     with pytest.raises(UnicodeEncodeError):
         ring.get_node("\ud800")
     assert ring.get_node("ok") in ("a", "b")
+
+
+class Region(enum.StrEnum):
+    EU = "eu-west"
+
+
+@pytest.mark.parametrize("mode", ["mmh3", "ketama"])
+def test_str_subclass_keys_hash_like_str(mode: str) -> None:
+    ring = HashRing(["a", "b", "c"], hash=mode)  # type: ignore[arg-type]
+    assert ring.get_node(Region.EU) == ring.get_node("eu-west")
+    assert ring.get_nodes(Region.EU, 2) == ring.get_nodes("eu-west", 2)
 
 
 def test_str_and_bytes_keys_agree() -> None:

@@ -84,6 +84,7 @@ _QSPACE = 1 << 30  # point coordinates q: ring position 4 * q
 _LSPACE = 1 << 31  # default-mode lookup space: hash >> 1, interval ends a + b
 _TABLE_MAX_BITS = 18  # prefix table of at most 2**18 entries (2 MiB)
 _MEMO_MAX = 1 << 16  # cached preference lists per snapshot
+_FIRST_WORD = struct.Struct("<I")
 _mmh3_32 = mmh3.hash
 
 
@@ -411,17 +412,43 @@ def _empty_lookup(key: object) -> str:
     raise EmptyRingError("the ring has no nodes: add_node() before looking keys up")
 
 
+def _make_get_ketama(ends: list[int], owners: list[str]) -> Callable[[str | bytes], str]:
+    """The ketama-mode lookup closure: MD5 key hash, then the same lazily filled prefix table
+    as the default mode (here over the 32-bit hash itself)."""
+    md5, first_word, bisect = hashlib.md5, _FIRST_WORD.unpack_from, bisect_left
+    bits = min(_TABLE_MAX_BITS, max(8, len(ends).bit_length() + 4))
+    table: list[str | None] = [None] * (1 << bits)
+    tshift = 32 - bits
+    span = 1 << tshift
+
+    def get_ketama(key: str | bytes) -> str:
+        if isinstance(key, str):
+            data = key.encode()
+        elif isinstance(key, bytes):
+            data = key
+        else:
+            raise _key_error(key)
+        h: int = first_word(md5(data, usedforsecurity=False).digest())[0]
+        owner = table[h >> tshift]
+        if owner is not None:
+            return owner
+        i = bisect(ends, h)
+        owner = owners[i]
+        lo = h & ~(span - 1)
+        if ends[i] >= lo + span - 1 and (i == 0 or ends[i - 1] < lo):
+            table[h >> tshift] = owner
+        return owner
+
+    return get_ketama
+
+
 def _make_get_node(snap: _Snapshot, ketama: bool) -> Callable[[str | bytes], str]:
     """A lookup closure over one snapshot: the hot path binds everything it touches locally."""
     ends, owners = snap.ends, snap.owners
     if not owners:
         return _empty_lookup
     if ketama:
-
-        def get_ketama(key: str | bytes) -> str:
-            return owners[bisect_left(ends, ketama_hash(key_bytes(key)))]
-
-        return get_ketama
+        return _make_get_ketama(ends, owners)
     bisect, murmur, slow_hash = bisect_left, _mmh3_32, key_hash32
     # Prefix table: bucket b holds hashes [b << tshift, (b + 1) << tshift). A bucket that lies
     # inside one interval caches its owner, filled on first use (a benign race: every thread
