@@ -265,3 +265,28 @@ def test_fleet_agrees_with_local(redis_server: Any, ops: list[str]) -> None:
             assert local.state is fleet.state, op
     finally:
         fleet.close()
+
+
+def test_clock_running_ahead_cannot_end_the_open_period(redis_server: Any, key_prefix: str) -> None:
+    b = CircuitBreaker(
+        "ahead",
+        backend=redis_server.url,
+        prefix=key_prefix,
+        minimum_calls=1,
+        window_size=1,
+        open_duration=20.0,
+    )
+    try:
+        with pytest.raises(Boom):
+            b.call(boom)
+        link = b._engine.link
+        assert link is not None
+        assert link.offset is not None
+        link.offset += 60.0  # this process now believes the open period ended long ago
+        link._best_rtt = 0.0  # and will not correct the estimate from the next replies
+        with pytest.raises(CircuitOpenError) as info:
+            b.try_acquire()  # the script's guard refuses; the server's time decides
+        assert 15.0 < info.value.retry_after <= 20.0
+        assert b._engine.snap.state is BreakerState.OPEN
+    finally:
+        b.close()

@@ -538,6 +538,12 @@ class _Engine:
                 self.drain()
             if reply.applied:
                 return result
+            if reply.version == ver:
+                # Nothing changed on the server: the time guard refused (our estimate of the
+                # server's clock ran ahead). Decide on the server's own time, without retrying.
+                with self.lock:
+                    result, new, _ = compute(self.snap, reply.now)
+                return result if new is self.snap else fallback
         return fallback
 
     def _guard(self, snap: BreakerSnapshot, now: float) -> float:
