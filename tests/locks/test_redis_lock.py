@@ -59,9 +59,10 @@ def test_hostile_names_stay_namespaced(backend: Any, key_prefix: str) -> None:
     for lease in leases:
         lease.release()
     if not isinstance(backend, MemoryBackend):
-        keys = [k for k in backend.client.scan_iter(match=f"{key_prefix}*")]
+        keys = list(backend.client.scan_iter(match=f"{key_prefix}*"))
+        assert len(keys) == len(HOSTILE)
         assert all(k.startswith(f"{key_prefix}:{{".encode()) for k in keys)
-        assert all(k.endswith(b":fence") for k in keys)
+        assert all(backend.client.hkeys(k) == [b"f"] for k in keys)  # only the fencing counter
 
 
 def test_a_non_owner_cannot_release_or_extend(redis_backend: Any, key_prefix: str) -> None:
@@ -200,6 +201,7 @@ async def test_async_redis_lock_cycle_and_timeout(redis_server: Any, key_prefix:
             assert second.token > lease.token
         await lock.settle()
         keys = [k async for k in backend.client.scan_iter(match=f"{key_prefix}*")]
-        assert keys == [f"{key_prefix}:{{a}}:fence".encode()]
+        assert keys == [f"{key_prefix}:{{a}}:lock".encode()]
+        assert await backend.client.hkeys(keys[0]) == [b"f"]
     finally:
         await backend.aclose()

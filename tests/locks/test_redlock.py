@@ -52,8 +52,13 @@ def backends(servers: list[RedisServerProcess]) -> Iterator[list[Any]]:
 
 
 def _keys(backends: list[Any], prefix: str) -> list[list[bytes]]:
+    """Per server, the keys holding lock state beyond the fencing counter."""
     return [
-        sorted(k for k in b.client.scan_iter(match=f"{prefix}*") if not k.endswith(b":fence"))
+        sorted(
+            k
+            for k in b.client.scan_iter(match=f"{prefix}*")
+            if not (k.endswith(b":lock") and b.client.hkeys(k) == [b"f"])
+        )
         for b in backends
     ]
 

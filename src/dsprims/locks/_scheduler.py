@@ -35,6 +35,10 @@ class Scheduler:
         self._seq = itertools.count()
         self._cancelled = 0
         self._thread: threading.Thread | None = None
+        # When the thread will next wake up on its own (inf: not until notified). Only an entry
+        # due before that needs a notify: waking the thread for every lease would cost a GIL
+        # hand-off per acquire.
+        self._wakeup_at = float("inf")
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> Callable[[], None]:
         """Run ``fn()`` after ``delay`` seconds (real time); return a cancel function."""
@@ -42,13 +46,13 @@ class Scheduler:
         entry: list[object] = [when, next(self._seq), fn]
         with self._cond:
             heapq.heappush(self._heap, entry)
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="dsprims-lock-watchdog", daemon=True
                 )
                 self._thread.start()
-            elif self._heap[0] is entry:
-                # Only an entry that became the earliest needs the thread to wake up early.
+            elif when < self._wakeup_at:
+                self._wakeup_at = when
                 self._cond.notify()
 
         def cancel() -> None:
@@ -76,12 +80,15 @@ class Scheduler:
                         heapq.heappop(self._heap)
                         self._cancelled -= 1
                     if not self._heap:
+                        self._wakeup_at = float("inf")
                         self._cond.wait()
                         continue
-                    wait = float(self._heap[0][0]) - time.monotonic()  # type: ignore[arg-type]
+                    when = float(self._heap[0][0])  # type: ignore[arg-type]
+                    wait = when - time.monotonic()
                     if wait <= 0:
                         fn = heapq.heappop(self._heap)[2]
                         break
+                    self._wakeup_at = when
                     self._cond.wait(wait)
             try:
                 fn()  # type: ignore[operator]
@@ -93,6 +100,7 @@ class Scheduler:
         self._heap = []
         self._cancelled = 0
         self._thread = None
+        self._wakeup_at = float("inf")
 
 
 _SHARED = Scheduler()

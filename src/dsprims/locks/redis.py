@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from dsprims.backends._lua import lua_script
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, namespaced_key
 from dsprims.backends.url import resolve_async_backend, resolve_backend
 from dsprims.errors import ConfigurationError
@@ -64,6 +65,11 @@ from dsprims.locks.lease import OnLost
 from dsprims.timesource import Clock
 
 __all__ = ["AsyncRedisLock", "RedisLock"]
+
+_ACQUIRE = lua_script("lock_acquire")
+_RELEASE = lua_script("lock_release")
+_EXTEND = lua_script("lock_extend")
+_LEAVE = lua_script("lock_leave")
 
 #: Extra lifetime (ms) of every key when the caller pins time with ``clock=``.
 PINNED_SLACK_MS = 86_400_000
@@ -111,45 +117,42 @@ class _Scripts:
     def __init__(
         self, prefix: str, name: str, params: LockParams, clock: Clock | None, wait_slice: float
     ) -> None:
-        self.keys = [namespaced_key(prefix, name, part) for part in ("lock", "fence", "q", "qx")]
+        self.keys = [namespaced_key(prefix, name, part) for part in ("lock", "q", "qx")]
+        # The scripts derive wake-up list names from KEYS[1] the same way.
         self.wake_prefix = namespaced_key(prefix, name, "wake:")
         self.params = params
         self.clock = clock
         self.wait_slice = wait_slice
         self.slack = "0" if clock is None else str(PINNED_SLACK_MS)
-        self.waiter_ttl_us = str(round((2 * wait_slice + 1.0) * 1e6))
-        self.fence_ms = str(
-            round(FENCE_TTL * 1000) if params.fencing == "clock" else 10 * 365 * PINNED_SLACK_MS
+        waiter_ttl_us = round((2 * wait_slice + 1.0) * 1e6)
+        fence_ms = round(FENCE_TTL * 1000) if params.fencing == "clock" else 10 * 365 * 86_400_000
+        # Constant arguments travel as one string: fewer arguments, less client-side encoding.
+        self._packed = (
+            f"{params.ttl_us} {int(params.fair)} {waiter_ttl_us} {params.fencing} "
+            f"{self.slack} {fence_ms}"
         )
-        self._ttl = str(params.ttl_us)
-        self._rest = [
-            "1" if params.fair else "0",
-            self.waiter_ttl_us,
-            self.wake_prefix,
-            params.fencing,
-            self.slack,
-            self.fence_ms,
-        ]
 
     def now(self) -> str:
         return "" if self.clock is None else str(self.clock.time_ns() // 1000)
 
     def acquire_args(self, owner: str, ticket: str) -> list[str]:
-        return [owner, ticket, self._ttl, self.now(), *self._rest]
+        return [owner, ticket, self.now(), self._packed]
 
     @staticmethod
     def acquire_result(reply: Any) -> AcquireDecision:
-        wake = _text(reply[3])
-        return AcquireDecision(bool(int(reply[0])), int(reply[1]), int(reply[2]), wake or None)
+        if isinstance(reply, int):
+            return AcquireDecision(True, reply, 0, None)
+        wake = _text(reply[1])
+        return AcquireDecision(False, 0, int(reply[0]), wake or None)
 
     def release_args(self, owner: str) -> list[str]:
-        return [owner, self.now(), self.wake_prefix, self.slack]
+        return [owner, self.now(), self.slack]
 
     def extend_args(self, owner: str, ttl: float) -> list[str]:
         return [owner, str(max(1, round(ttl * 1e6))), self.now(), self.slack]
 
     def leave_args(self, owner: str, ticket: str, unblock: bool) -> list[str]:
-        return [ticket, owner, self.now(), self.wake_prefix, self.slack, "1" if unblock else "0"]
+        return [ticket, owner, self.now(), self.slack, "1" if unblock else "0"]
 
     def blpop_timeout(self, seconds: float) -> str:
         # BLPOP 0 would block forever; Redis >= 6 takes decimal seconds.
@@ -173,7 +176,7 @@ class _RedisLockStore:
 
     def attempt(self, owner: str, ticket: str) -> AcquireDecision:
         s = self.scripts
-        reply = self.backend.evalsha("lock_acquire", s.keys, s.acquire_args(owner, ticket))
+        reply = self.backend.evalsha(_ACQUIRE, s.keys, s.acquire_args(owner, ticket))
         return s.acquire_result(reply)
 
     def wait(self, ticket: str, seconds: float) -> None:
@@ -185,16 +188,15 @@ class _RedisLockStore:
 
     def leave(self, owner: str, ticket: str) -> None:
         s = self.scripts
-        self.backend.evalsha("lock_leave", s.keys, s.leave_args(owner, ticket, False))
+        self.backend.evalsha(_LEAVE, s.keys, s.leave_args(owner, ticket, False))
 
     def release(self, owner: str) -> bool:
         s = self.scripts
-        reply = self.backend.evalsha("lock_release", s.keys, s.release_args(owner))
-        return int(reply[0]) == 1
+        return int(self.backend.evalsha(_RELEASE, s.keys, s.release_args(owner))) == 1
 
     def extend(self, owner: str, ttl: float) -> bool:
         s = self.scripts
-        return int(self.backend.evalsha("lock_extend", s.keys[:1], s.extend_args(owner, ttl))) == 1
+        return int(self.backend.evalsha(_EXTEND, s.keys[:1], s.extend_args(owner, ttl))) == 1
 
 
 class _AsyncRedisLockStore:
@@ -230,7 +232,7 @@ class _AsyncRedisLockStore:
 
     async def attempt(self, owner: str, ticket: str) -> AcquireDecision:
         s = self.scripts
-        coro = self.backend.evalsha("lock_acquire", s.keys, s.acquire_args(owner, ticket))
+        coro = self.backend.evalsha(_ACQUIRE, s.keys, s.acquire_args(owner, ticket))
         return s.acquire_result(await self._shielded(owner, coro))
 
     async def wait(self, ticket: str, seconds: float) -> None:
@@ -250,7 +252,7 @@ class _AsyncRedisLockStore:
             with contextlib.suppress(Exception):
                 await pending
         blocked = self._inflight.pop(ticket, None) if ticket else None
-        await self.backend.evalsha("lock_leave", s.keys, s.leave_args(owner, ticket, bool(blocked)))
+        await self.backend.evalsha(_LEAVE, s.keys, s.leave_args(owner, ticket, bool(blocked)))
         if blocked is not None:
             with contextlib.suppress(Exception):
                 await blocked
@@ -258,12 +260,12 @@ class _AsyncRedisLockStore:
 
     async def release(self, owner: str) -> bool:
         s = self.scripts
-        reply = await self.backend.evalsha("lock_release", s.keys, s.release_args(owner))
-        return int(reply[0]) == 1
+        reply = await self.backend.evalsha(_RELEASE, s.keys, s.release_args(owner))
+        return int(reply) == 1
 
     async def extend(self, owner: str, ttl: float) -> bool:
         s = self.scripts
-        reply = await self.backend.evalsha("lock_extend", s.keys[:1], s.extend_args(owner, ttl))
+        reply = await self.backend.evalsha(_EXTEND, s.keys[:1], s.extend_args(owner, ttl))
         return int(reply) == 1
 
 

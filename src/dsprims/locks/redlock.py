@@ -299,12 +299,12 @@ class _RedlockPlan:
         args = self.scripts.extend_args(owner, ttl)
         return [(self._extend, self.scripts.keys[:1], args)] * self.n
 
-    def majority(self, replies: list[Any], release: bool) -> bool:
+    def majority(self, replies: list[Any]) -> bool:
         ok = 0
         for reply in replies:
             if isinstance(reply, BaseException):
                 continue
-            ok += int(reply[0] if release else reply) == 1
+            ok += int(reply) == 1
         return ok >= self.n // 2 + 1
 
 
@@ -349,14 +349,14 @@ class _RedlockStore:
     def release(self, owner: str) -> bool:
         plan = self.plan
         replies = _sync_fanout(self.servers, plan.release_calls(owner), plan.server_timeout)
-        return plan.majority(replies, release=True)
+        return plan.majority(replies)
 
     def extend(self, owner: str, ttl: float) -> bool:
         plan = self.plan
         start = plan.clock.monotonic()
         replies = _sync_fanout(self.servers, plan.extend_calls(owner, ttl), plan.server_timeout)
         valid = plan.clock.monotonic() - start < ttl * (1 - plan.params.clock_drift)
-        return valid and plan.majority(replies, release=False)
+        return valid and plan.majority(replies)
 
 
 class _AsyncRedlockStore:
@@ -402,7 +402,7 @@ class _AsyncRedlockStore:
     async def release(self, owner: str) -> bool:
         plan = self.plan
         replies = await _async_fanout(self.servers, plan.release_calls(owner), plan.server_timeout)
-        return plan.majority(replies, release=True)
+        return plan.majority(replies)
 
     async def extend(self, owner: str, ttl: float) -> bool:
         plan = self.plan
@@ -410,7 +410,7 @@ class _AsyncRedlockStore:
         calls = plan.extend_calls(owner, ttl)
         replies = await _async_fanout(self.servers, calls, plan.server_timeout)
         valid = plan.clock.monotonic() - start < ttl * (1 - plan.params.clock_drift)
-        return valid and plan.majority(replies, release=False)
+        return valid and plan.majority(replies)
 
 
 def _check_backends(resolved: list[Any], cls: str) -> list[Any]:

@@ -1,10 +1,10 @@
--- A waiter gives up (timeout, error, cancellation): drop its ticket, release a grant to its
--- owner secret that raced with the give-up, and wake the new head if the lock is free.
--- Port of dsprims.locks.core.decide_leave.
--- KEYS[1]: lock hash. KEYS[3]: waiter queue. KEYS[4]: waiter expiry (KEYS[2] unused).
+-- A waiter gives up (timeout, error, cancellation): drop its ticket, end a lease of its owner
+-- secret that raced with the give-up, and wake the new head if the lock is free.
+-- Port of dsprims.locks.core.decide_leave. Keys as in lock_acquire.lua.
+-- KEYS[1]: lock hash. KEYS[2]: waiter queue. KEYS[3]: waiter expiry.
 -- ARGV[1]: ticket ('' = none). ARGV[2]: owner secret ('' = none). ARGV[3]: now in µs
--- ('' = server TIME). ARGV[4]: wake-list key prefix. ARGV[5]: extra key lifetime in ms.
--- ARGV[6]: '1' to push a token onto the caller's own wake list (so that a BLPOP of that list
+-- ('' = server TIME). ARGV[4]: extra key lifetime in ms.
+-- ARGV[5]: '1' to push a token onto the caller's own wake list (so that a BLPOP of that list
 -- still in flight returns at once), '0' to delete the list.
 -- Returns the woken ticket or ''.
 local now
@@ -14,16 +14,17 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local prefix, slack = ARGV[4], tonumber(ARGV[5])
+local base = string.sub(KEYS[1], 1, -5)
+local slack = tonumber(ARGV[4])
 local ticket = ARGV[1]
 if ticket ~= '' then
+  redis.call('ZREM', KEYS[2], ticket)
   redis.call('ZREM', KEYS[3], ticket)
-  redis.call('ZREM', KEYS[4], ticket)
-  if ARGV[6] == '1' then
-    redis.call('LPUSH', prefix .. ticket, '0')
-    redis.call('PEXPIRE', prefix .. ticket, 1000 + slack)
+  if ARGV[5] == '1' then
+    redis.call('LPUSH', base .. 'wake:' .. ticket, '0')
+    redis.call('PEXPIRE', base .. 'wake:' .. ticket, 1000 + slack)
   else
-    redis.call('DEL', prefix .. ticket)
+    redis.call('DEL', base .. 'wake:' .. ticket)
   end
 end
 local h = redis.call('HMGET', KEYS[1], 'o', 'd')
@@ -32,26 +33,26 @@ if owner and tonumber(h[2]) <= now then
   owner = false
 end
 if owner and ARGV[2] ~= '' and owner == ARGV[2] then
-  redis.call('DEL', KEYS[1])
+  redis.call('HDEL', KEYS[1], 'o', 't', 'd')
   owner = false
 end
 if owner then
   return ''
 end
-local dead = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
 for _, t in ipairs(dead) do
+  redis.call('ZREM', KEYS[2], t)
   redis.call('ZREM', KEYS[3], t)
-  redis.call('ZREM', KEYS[4], t)
-  redis.call('DEL', prefix .. t)
+  redis.call('DEL', base .. 'wake:' .. t)
 end
-local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
 if not head then
   return ''
 end
-local key = prefix .. head
+local key = base .. 'wake:' .. head
 if redis.call('LLEN', key) == 0 then
   redis.call('LPUSH', key, '1')
 end
-local e = tonumber(redis.call('ZSCORE', KEYS[4], head))
+local e = tonumber(redis.call('ZSCORE', KEYS[3], head))
 redis.call('PEXPIRE', key, math.max(1, math.ceil((e - now) / 1000)) + slack)
 return head
