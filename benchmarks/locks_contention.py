@@ -104,22 +104,8 @@ def run(kind: str, url: str, processes: int, seconds: float) -> dict[str, float]
     start_at = time.monotonic_ns() + int(1.5e9)
     with tempfile.TemporaryDirectory() as tmp:
         outs = [os.path.join(tmp, f"{i}.json") for i in range(processes)]
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    kind,
-                    url,
-                    name,
-                    str(start_at),
-                    str(seconds),
-                    out,
-                ]
-            )  # fmt: skip
-            for out in outs
-        ]
+        command = [sys.executable, __file__, "--worker", kind, url, name, str(start_at)]
+        procs = [subprocess.Popen([*command, str(seconds), out]) for out in outs]
         for proc in procs:
             proc.wait(timeout=seconds + 60)
         data = [json.loads(Path(out).read_text()) for out in outs]
