@@ -31,6 +31,7 @@ DEMO_SECTIONS: list[str] = [
     # -- logical clocks --
     "dsprims.clocks.demo",
     # -- locks and fencing --
+    "dsprims.locks.demo",
     "dsprims.locks.demo_zookeeper",
 ]
 

@@ -6,7 +6,7 @@ round trip and atomic on the server:
 * ``lock_acquire.lua`` grants the lock *and* issues the fencing token in the same script, or
   queues the caller's ticket (a sorted set ordered by arrival, with a second sorted set of
   expiries so that a crashed waiter drops out by itself);
-* ``lock_release.lua`` deletes the lock if the caller's 128-bit owner secret holds it and wakes
+* ``lock_release.lua`` ends the lease if the caller's 128-bit owner secret holds it and wakes
   the head of the queue by pushing onto that waiter's own list;
 * waiters block in ``BLPOP`` on their own list (no polling, no herd: a release wakes exactly
   one waiter); the block is capped below the client's socket timeout (redis-py fails a
@@ -18,6 +18,11 @@ round trip and atomic on the server:
 
 An uncontended acquire + release is two round trips; a contended acquisition is three
 (queue, wake-up, grant).
+
+Keys (one hash slot per lock name): ``<prefix>:{<name>}:lock`` (a hash with the holder, its
+token and deadline, and the fencing counter ``f``; it stays a day after the last grant so the
+counter survives idle periods), ``…:q`` and ``…:qx`` (the waiter queue and its expiries, gone
+when nobody waits) and ``…:wake:<ticket>`` (short-lived wake-up lists).
 
 Fencing tokens are ``max(counter + 1, server time in µs)`` by default (``fencing="clock"``):
 strictly increasing per lock name, and still increasing after a restart of a Redis that keeps

@@ -38,7 +38,6 @@ import asyncio
 import collections
 import contextlib
 import random
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -147,36 +146,45 @@ def _no_retry(conn: Any) -> Any:
     return Retry(NoBackoff(), 0)
 
 
-def _sync_fanout(servers: _Servers, calls: Sequence[Call], timeout: float) -> list[Any]:
+def _sync_fanout(servers: _Servers, calls: Sequence[Call]) -> list[Any]:
     """Send one script per server, then read every reply; failures come back as errors."""
     sent: list[Any] = []
-    for i, (script, keys, args) in enumerate(calls):
+    packed: dict[int, Any] = {}
+    for i, call in enumerate(calls):
         if not servers.up(i):
             sent.append(_SKIPPED)
             continue
         conn = servers.take(i)
         try:
-            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            # Servers that get the same call share one encoding of it.
+            data = packed.get(id(call))
+            if data is None:
+                script, keys, args = call
+                data = packed[id(call)] = conn.pack_command(
+                    "EVALSHA", script.sha, len(keys), *keys, *args
+                )
+            conn.send_packed_command(data, check_health=False)
         except Exception as exc:
             conn.disconnect()
             sent.append(_translate(exc))
         else:
             sent.append(conn)
-    deadline = time.monotonic() + timeout
     replies: list[Any] = []
     for i, (conn, (script, keys, args)) in enumerate(zip(sent, calls, strict=True)):
         if isinstance(conn, DsprimsError):
             replies.append(conn)
             continue
         try:
+            # Each read is bounded by the connection's own timeout (server_timeout); the
+            # replies arrive in parallel, so a round costs about one server_timeout at worst
+            # per silent server.
             try:
-                remaining = max(deadline - time.monotonic(), 0.001)
-                replies.append(conn.read_response(timeout=remaining))
+                replies.append(conn.read_response())
             except Exception as exc:
                 if not _is_noscript(exc):
                     raise
                 conn.send_command("EVAL", script.source, len(keys), *keys, *args)
-                replies.append(conn.read_response(timeout=max(deadline - time.monotonic(), 0.001)))
+                replies.append(conn.read_response())
         except Exception as exc:
             # A late reply must never be read by the next user of this connection.
             conn.disconnect()
@@ -269,10 +277,9 @@ class _RedlockPlan:
     def acquire_calls(self, owner: str, ticket: str) -> list[Call]:
         s = self.scripts
         # Only the first server queues the ticket: its wake-up list is the one waiters block on.
-        return [
-            (self._acquire, s.keys, s.acquire_args(owner, ticket if i == 0 else ""))
-            for i in range(self.n)
-        ]
+        rest = (self._acquire, s.keys, s.acquire_args(owner, ""))
+        first = (self._acquire, s.keys, s.acquire_args(owner, ticket)) if ticket else rest
+        return [first, *[rest] * (self.n - 1)]
 
     def outcome(self, replies: list[Any], elapsed: float) -> AcquireDecision:
         decisions = [
@@ -324,11 +331,11 @@ class _RedlockStore:
     def attempt(self, owner: str, ticket: str) -> AcquireDecision:
         plan = self.plan
         start = plan.clock.monotonic()
-        replies = _sync_fanout(self.servers, plan.acquire_calls(owner, ticket), plan.server_timeout)
+        replies = _sync_fanout(self.servers, plan.acquire_calls(owner, ticket))
         decision = plan.outcome(replies, plan.clock.monotonic() - start)
         if not decision.granted:
             answered = self.servers.answered(replies)
-            _sync_fanout(answered, plan.undo_calls(owner, ""), plan.server_timeout)
+            _sync_fanout(answered, plan.undo_calls(owner, ""))
         return decision
 
     def wait(self, ticket: str, seconds: float) -> None:
@@ -344,17 +351,17 @@ class _RedlockStore:
         self.plan.clock.sleep(seconds)
 
     def leave(self, owner: str, ticket: str) -> None:
-        _sync_fanout(self.servers, self.plan.undo_calls(owner, ticket), self.plan.server_timeout)
+        _sync_fanout(self.servers, self.plan.undo_calls(owner, ticket))
 
     def release(self, owner: str) -> bool:
         plan = self.plan
-        replies = _sync_fanout(self.servers, plan.release_calls(owner), plan.server_timeout)
+        replies = _sync_fanout(self.servers, plan.release_calls(owner))
         return plan.majority(replies)
 
     def extend(self, owner: str, ttl: float) -> bool:
         plan = self.plan
         start = plan.clock.monotonic()
-        replies = _sync_fanout(self.servers, plan.extend_calls(owner, ttl), plan.server_timeout)
+        replies = _sync_fanout(self.servers, plan.extend_calls(owner, ttl))
         valid = plan.clock.monotonic() - start < ttl * (1 - plan.params.clock_drift)
         return valid and plan.majority(replies)
 
