@@ -242,17 +242,24 @@ def _add_default(snap: _Snapshot, name: str, weight: float, vnodes: int) -> _Sna
     new_names: list[str] = []
     bounds: list[int] = []
     dirty: list[int] = []
-    prev = 0
+    # Bound methods and a running length: this loop runs once per inserted point.
+    p_extend, p_append = points.extend, points.append
+    n_extend, n_append = new_names.extend, new_names.append
+    b_extend, b_append = bounds.extend, bounds.append
+    d_append = dirty.append
+    prev = length = 0
     for pos, q in inserts:
         if pos > prev:
-            points += old_points[prev:pos]
-            new_names += names[prev:pos]
-            bounds += old_bounds[prev:pos]
-            dirty.append(len(points) - 1)
-        points.append(q)
-        new_names.append(name)
-        bounds.append(0)
-        dirty.append(len(points) - 1)
+            p_extend(old_points[prev:pos])
+            n_extend(names[prev:pos])
+            b_extend(old_bounds[prev:pos])
+            length += pos - prev
+            d_append(length - 1)
+        p_append(q)
+        n_append(name)
+        b_append(0)
+        d_append(length)
+        length += 1
         prev = pos
     points += old_points[prev:]
     new_names += names[prev:]
@@ -294,14 +301,21 @@ def _remove_default(snap: _Snapshot, name: str, vnodes: int) -> _Snapshot:
     new_names: list[str] = []
     bounds: list[int] = []
     dirty: list[int] = []
-    prev = 0
+    p_extend, n_extend, b_extend, d_append = (
+        points.extend,
+        new_names.extend,
+        bounds.extend,
+        dirty.append,
+    )
+    prev = length = 0
     for pos in deletes:
         if pos > prev:
-            points += old_points[prev:pos]
-            new_names += names[prev:pos]
-            bounds += old_bounds[prev:pos]
-        if points:
-            dirty.append(len(points) - 1)
+            p_extend(old_points[prev:pos])
+            n_extend(names[prev:pos])
+            b_extend(old_bounds[prev:pos])
+            length += pos - prev
+        if length:
+            d_append(length - 1)
         prev = pos + 1
     points += old_points[prev:]
     new_names += names[prev:]
