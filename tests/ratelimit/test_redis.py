@@ -3,6 +3,7 @@ the memory backend, keys, TTLs, restarts, outages, composites and the async twin
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -222,13 +223,16 @@ def test_decisions_resume_after_script_flush_and_restart(
 
 
 @pytest.mark.parametrize("how", ["kill", "freeze"])
-def test_outage_policies(redis_server: RedisServerProcess, key_prefix: str, how: str) -> None:
+def test_outage_policies(
+    redis_server: RedisServerProcess, key_prefix: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     backend = backend_from_url(redis_server.url, timeout=0.5)
     try:
         closed = TokenBucket(0.1, 2, backend=backend, prefix=key_prefix)
         opened = TokenBucket(0.1, 2, backend=backend, prefix=key_prefix, on_outage="allow")
         local = TokenBucket(0.1, 2, backend=backend, prefix=key_prefix, on_outage="local")
         assert closed.try_acquire("k").allowed
+        assert local.try_acquire("k2").allowed
         if how == "kill":
             redis_server.kill()
         else:
@@ -240,9 +244,12 @@ def test_outage_policies(redis_server: RedisServerProcess, key_prefix: str, how:
             assert time.monotonic() - started < 0.5 + 1.0
             fail_open = [opened.try_acquire("k") for _ in range(2)]
             assert all(d.allowed and d.degraded for d in fail_open)
-            fallback = [local.try_acquire("k") for _ in range(3)]
+            with caplog.at_level(logging.WARNING, logger="dsprims.ratelimit.limiters"):
+                fallback = [local.try_acquire("k") for _ in range(3)]
             assert [d.allowed for d in fallback] == [True, True, False]
             assert all(d.degraded for d in fallback)
+            local_logs = [r for r in caplog.records if "on_outage='local'" in r.getMessage()]
+            assert len(local_logs) == 1  # once per outage, not once per decision
         finally:
             if how == "freeze":
                 redis_server.thaw()
@@ -255,6 +262,12 @@ def test_outage_policies(redis_server: RedisServerProcess, key_prefix: str, how:
             except BackendUnavailable:  # a frozen socket may need one fresh connection
                 continue
         assert not decision.degraded
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsprims.ratelimit.limiters"):
+            for _ in range(3):
+                if not local.try_acquire("k3").degraded:
+                    break
+        assert any("answers again" in r.getMessage() for r in caplog.records)
     finally:
         backend.close()
 
@@ -395,6 +408,15 @@ async def test_async_outage_fails_closed(redis_server: RedisServerProcess, key_p
             redis_server.restart()
     finally:
         await backend.aclose()
+
+
+def test_sync_and_async_backends_are_not_mixed(
+    redis_backend: RedisBackend, redis_server: RedisServerProcess
+) -> None:
+    with pytest.raises(TypeError, match="AsyncTokenBucket"):
+        TokenBucket(1, 1, backend=async_backend_from_url(redis_server.url))
+    with pytest.raises(TypeError, match="async backend"):
+        AsyncTokenBucket(1, 1, backend=redis_backend)
 
 
 def test_memory_backend_instance_is_not_redis() -> None:

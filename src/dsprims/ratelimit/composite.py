@@ -23,6 +23,7 @@ The decision's ``remaining`` is the smallest of the limiters', ``retry_after`` a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -44,6 +45,8 @@ from dsprims.ratelimit.limiters import (
 )
 
 __all__ = ["AsyncCompositeLimiter", "CompositeLimiter"]
+
+logger = logging.getLogger(__name__)
 
 Keys = str | Sequence[str]
 
@@ -91,6 +94,7 @@ class _CompositeBase:
         if self.on_outage not in ("raise", "allow", "local"):
             raise ConfigurationError(f"on_outage must be raise, allow or local: {on_outage!r}")
         self._fallback = MemoryBackend() if self.on_outage == "local" else None
+        self._degraded = False
         self._cluster = bool(getattr(first.backend, "is_cluster", False))
 
     def _check(self, key: object) -> str:
@@ -218,6 +222,13 @@ class _CompositeBase:
     def _outage(
         self, exc: BackendUnavailable, keys: list[str], cost: int, consume: bool
     ) -> RateLimitDecision:
+        if self.on_outage != "raise" and not self._degraded:
+            self._degraded = True  # log once per outage, not once per decision
+            logger.warning(
+                "composite limiter: backend unavailable (%s); on_outage=%r until it answers",
+                exc,
+                self.on_outage,
+            )
         if self._fallback is not None:
             verdicts = self._memory_verdicts(self._fallback, keys, cost, consume)
             return self._combine(verdicts)._replace(degraded=True)
@@ -306,6 +317,7 @@ class CompositeLimiter(_CompositeBase):
             while True:
                 call = steps.send(self._first.backend.evalsha(SCRIPT, *call))
         except StopIteration as done:
+            self._degraded = False
             decision: RateLimitDecision = done.value
             return decision
         except BackendUnavailable as exc:
@@ -365,6 +377,7 @@ class AsyncCompositeLimiter(_CompositeBase):
             while True:
                 call = steps.send(await self._first.backend.evalsha(SCRIPT, *call))
         except StopIteration as done:
+            self._degraded = False
             decision: RateLimitDecision = done.value
             return decision
         except BackendUnavailable as exc:

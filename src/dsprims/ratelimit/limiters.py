@@ -31,6 +31,8 @@ limiter of the same settings, ``degraded=True``). Other backend errors always ra
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -62,6 +64,8 @@ __all__ = [
     "SlidingWindowLog",
     "TokenBucket",
 ]
+
+logger = logging.getLogger(__name__)
 
 OutagePolicy = Literal["raise", "allow", "local"]
 _POLICIES: Final = ("raise", "allow", "local")
@@ -329,6 +333,7 @@ class _LimiterBase:
         self._lock = self._store.lock if self._store is not None else None
         self._table = self._store.entry_table() if self._store is not None else {}
         self._fallback: MemoryBackend | None = MemoryBackend() if on_outage == "local" else None
+        self._degraded = False
         self._grace_ms = round(pinned_ttl_grace * 1000) if self._pinned else 0
         #: validated key -> namespaced key, so the hot path skips checks and escaping.
         self._known: dict[str, str] = {}
@@ -393,6 +398,9 @@ class _LimiterBase:
         return [self._time_arg(), 1 if consume else 0, self._grace_ms, 1, *self._spec, cost]
 
     def _reply(self, reply: Sequence[Any]) -> RateLimitDecision:
+        if self._degraded:
+            self._degraded = False
+            logger.warning("%r: the backend answers again; decisions are shared again", self)
         return decision_from_verdict(
             int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]), self.limit
         )
@@ -400,6 +408,15 @@ class _LimiterBase:
     def _outage(
         self, exc: BackendUnavailable, key: str, cost: int, consume: bool
     ) -> RateLimitDecision:
+        if self.on_outage != "raise" and not self._degraded:
+            # Once per outage, not once per decision: an outage can last millions of calls.
+            self._degraded = True
+            logger.warning(
+                "%r: backend unavailable (%s); on_outage=%r until it answers again",
+                self,
+                exc,
+                self.on_outage,
+            )
         if self._fallback is not None:
             verdict = self._memory_decide(self._fallback, self._mkey(key), cost, consume)
             return decision_from_verdict(*verdict, self.limit)._replace(degraded=True)
@@ -439,7 +456,13 @@ class _LimiterBase:
 
 class _SyncLimiter(_LimiterBase):
     def __init__(self, backend: object, **kwargs: Any) -> None:
-        self._setup(backend=resolve_backend(backend), **kwargs)
+        resolved = resolve_backend(backend)
+        if inspect.iscoroutinefunction(getattr(resolved, "evalsha", None)):
+            raise TypeError(
+                f"{type(self).__name__} needs a sync backend, got {resolved!r}: "
+                f"use Async{type(self).__name__} with an async backend"
+            )
+        self._setup(backend=resolved, **kwargs)
 
     def try_acquire(self, key: str, cost: int = 1) -> RateLimitDecision:
         """Decide now, without waiting; consume ``cost`` if admitted.
@@ -516,7 +539,14 @@ class _SyncLimiter(_LimiterBase):
 
 class _AsyncLimiter(_LimiterBase):
     def __init__(self, backend: object, **kwargs: Any) -> None:
-        self._setup(backend=resolve_async_backend(backend), **kwargs)
+        resolved = resolve_async_backend(backend)
+        evalsha = getattr(resolved, "evalsha", None)
+        if evalsha is not None and not inspect.iscoroutinefunction(evalsha):
+            raise TypeError(
+                f"{type(self).__name__} needs an async backend (AsyncRedisBackend, "
+                f"AsyncMemoryBackend or a URL), got {resolved!r}"
+            )
+        self._setup(backend=resolved, **kwargs)
 
     async def try_acquire(self, key: str, cost: int = 1) -> RateLimitDecision:
         """See :meth:`TokenBucket.try_acquire`."""
