@@ -205,3 +205,48 @@ async def test_async_redis_lock_cycle_and_timeout(redis_server: Any, key_prefix:
         assert await backend.client.hkeys(keys[0]) == [b"f"]
     finally:
         await backend.aclose()
+
+
+@pytest.mark.slow
+def test_wait_replicas(redis_server: Any, key_prefix: str, tmp_path: Any) -> None:
+    from dsprims import BackendUnavailable, backend_from_url
+    from dsprims.testing.servers import RedisServerProcess
+
+    backend = backend_from_url(redis_server.url)
+    unreplicated = RedisLock(
+        "w", backend=backend, prefix=key_prefix, wait_replicas=1, wait_timeout=0.05
+    )
+    with pytest.raises(BackendUnavailable, match="replica"):
+        unreplicated.acquire(timeout=1)
+    plain = RedisLock("w", backend=backend, prefix=key_prefix)
+    lease = plain.try_acquire()  # the unacknowledged grant was taken back
+    assert lease is not None
+    lease.release()
+    with pytest.raises(ConfigurationError, match="wait_replicas"):
+        RedisLock("w", backend=backend, wait_replicas=-1)
+
+    replica = RedisServerProcess.create(
+        tmp_path, extra_args=("--replicaof", "127.0.0.1", str(redis_server.port))
+    )
+    replica.start()
+    try:
+        deadline = time.monotonic() + 20
+        watcher = replica.client()
+        while watcher.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        watcher.close()
+        durable = RedisLock(
+            "w", backend=backend, prefix=key_prefix, wait_replicas=1, fencing="counter"
+        )
+        admin = redis_server.client()
+        admin.script_flush()  # the pipelined grant reloads its script
+        admin.close()
+        first = durable.acquire(timeout=5)
+        first.release()
+        second = durable.acquire(timeout=5)
+        assert second.token > first.token
+        second.release()
+    finally:
+        replica.stop()
+        backend.close()

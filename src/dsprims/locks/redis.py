@@ -56,7 +56,7 @@ from typing import Any
 from dsprims.backends._lua import lua_script
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, namespaced_key
 from dsprims.backends.url import resolve_async_backend, resolve_backend
-from dsprims.errors import ConfigurationError
+from dsprims.errors import BackendUnavailable, ConfigurationError
 from dsprims.locks._lock import AsyncLockBase, LockBase
 from dsprims.locks.core import (
     DEFAULT_TTL,
@@ -112,6 +112,25 @@ def _wait_slice(client: Any, requested: float | None) -> float:
     return min(DEFAULT_WAIT_SLICE, timeout / 2)
 
 
+def translate(exc: BaseException) -> Exception:
+    from dsprims.backends.redis import translate_redis_error
+
+    return translate_redis_error(exc)
+
+
+def _is_noscript(reply: object) -> bool:
+    import redis.exceptions as rexc
+
+    return isinstance(reply, rexc.NoScriptError)
+
+
+def _not_replicated(scripts: _Scripts) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"the grant was not acknowledged by {scripts.wait_replicas} replica(s) within "
+        f"{scripts.wait_ms} ms; it was taken back"
+    )
+
+
 def _text(raw: object) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
@@ -120,9 +139,18 @@ class _Scripts:
     """Keys and script arguments of one lock name: shared by the sync and asyncio stores."""
 
     def __init__(
-        self, prefix: str, name: str, params: LockParams, clock: Clock | None, wait_slice: float
+        self,
+        prefix: str,
+        name: str,
+        params: LockParams,
+        clock: Clock | None,
+        wait_slice: float,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
     ) -> None:
         self.keys = [namespaced_key(prefix, name, part) for part in ("lock", "q", "qx")]
+        self.wait_replicas = wait_replicas
+        self.wait_ms = max(1, round(wait_timeout * 1000))
         # The scripts derive wake-up list names from KEYS[1] the same way.
         self.wake_prefix = namespaced_key(prefix, name, "wake:")
         self.params = params
@@ -149,6 +177,21 @@ class _Scripts:
             return AcquireDecision(True, reply, 0, None)
         wake = _text(reply[1])
         return AcquireDecision(False, 0, int(reply[0]), wake or None)
+
+    def acquire_command(self, owner: str, ticket: str) -> list[Any]:
+        keys = self.keys
+        return ["EVALSHA", _ACQUIRE.sha, len(keys), *keys, *self.acquire_args(owner, ticket)]
+
+    def replicated_result(self, owner: str, replies: list[Any]) -> tuple[AcquireDecision, bool]:
+        """The decision of a pipelined grant + ``WAIT``, and whether it must be taken back
+        (granted, but fewer replicas than ``wait_replicas`` acknowledged it)."""
+        reply, acked = replies
+        if isinstance(reply, BaseException):
+            raise translate(reply) from reply
+        decision = self.acquire_result(reply)
+        if not decision.granted or isinstance(acked, BaseException):
+            return decision, decision.granted
+        return decision, int(acked) < self.wait_replicas
 
     def release_args(self, owner: str) -> list[str]:
         return [owner, self.now(), self.slack]
@@ -181,8 +224,28 @@ class _RedisLockStore:
 
     def attempt(self, owner: str, ticket: str) -> AcquireDecision:
         s = self.scripts
+        if s.wait_replicas:
+            return self._replicated(owner, ticket)
         reply = self.backend.evalsha(_ACQUIRE, s.keys, s.acquire_args(owner, ticket))
         return s.acquire_result(reply)
+
+    def _replicated(self, owner: str, ticket: str) -> AcquireDecision:
+        # The grant and WAIT travel in one pipeline: still one round trip.
+        s = self.scripts
+        for _ in range(2):
+            pipe = self.backend.client.pipeline(transaction=False)
+            pipe.execute_command(*s.acquire_command(owner, ticket))
+            pipe.execute_command("WAIT", s.wait_replicas, s.wait_ms)
+            replies = self.backend.call(pipe.execute, raise_on_error=False)
+            if not _is_noscript(replies[0]):
+                break
+            # After a restart or SCRIPT FLUSH: load the script, then run the pipeline again.
+            self.backend.call(self.backend.client.script_load, _ACQUIRE.source)
+        decision, take_back = s.replicated_result(owner, replies)
+        if take_back:
+            self.leave(owner, ticket)
+            raise _not_replicated(s)
+        return decision
 
     def wait(self, ticket: str, seconds: float) -> None:
         key = self.scripts.wake_prefix + ticket
@@ -237,8 +300,26 @@ class _AsyncRedisLockStore:
 
     async def attempt(self, owner: str, ticket: str) -> AcquireDecision:
         s = self.scripts
+        if s.wait_replicas:
+            return await self._shielded(owner, self._replicated(owner, ticket))  # type: ignore[no-any-return]
         coro = self.backend.evalsha(_ACQUIRE, s.keys, s.acquire_args(owner, ticket))
         return s.acquire_result(await self._shielded(owner, coro))
+
+    async def _replicated(self, owner: str, ticket: str) -> AcquireDecision:
+        s = self.scripts
+        for _ in range(2):
+            pipe = self.backend.client.pipeline(transaction=False)
+            pipe.execute_command(*s.acquire_command(owner, ticket))
+            pipe.execute_command("WAIT", s.wait_replicas, s.wait_ms)
+            replies = await self.backend.call(pipe.execute, raise_on_error=False)
+            if not _is_noscript(replies[0]):
+                break
+            await self.backend.call(self.backend.client.script_load, _ACQUIRE.source)
+        decision, take_back = s.replicated_result(owner, replies)
+        if take_back:
+            await self.backend.evalsha(_LEAVE, s.keys, s.leave_args(owner, ticket, False))
+            raise _not_replicated(s)
+        return decision
 
     async def wait(self, ticket: str, seconds: float) -> None:
         key = self.scripts.wake_prefix + ticket
@@ -274,6 +355,17 @@ class _AsyncRedisLockStore:
         return int(reply) == 1
 
 
+def _replication(backend: Any, wait_replicas: object, wait_timeout: object) -> tuple[int, float]:
+    if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int):
+        raise TypeError(f"wait_replicas must be an int, got {type(wait_replicas).__name__}")
+    if wait_replicas < 0:
+        raise ConfigurationError(f"wait_replicas must be >= 0, got {wait_replicas}")
+    timeout = check_ttl(wait_timeout, "wait_timeout")
+    if wait_replicas and backend.is_cluster:
+        raise ConfigurationError("wait_replicas is not supported on Redis Cluster backends")
+    return wait_replicas, timeout
+
+
 def _redis_backend(resolved: Any, cls: str) -> Any:
     if getattr(resolved, "kind", None) != "redis":
         raise ConfigurationError(f"{cls} needs a Redis backend, got {type(resolved).__name__}")
@@ -299,6 +391,12 @@ class RedisLock(LockBase):
         prefix: key namespace.
         wait_slice: the longest single BLPOP, below the client's socket timeout (default:
             half of it, at most 2 s); waiters refresh their queue entry this often.
+        wait_replicas: after each grant, ``WAIT`` (pipelined with the grant: still one round
+            trip) until this many replicas acknowledged it; a grant that fewer replicas saw
+            within ``wait_timeout`` seconds is taken back and ``acquire`` raises
+            :class:`~dsprims.BackendUnavailable`. Use with ``fencing="counter"`` so that a
+            failover to an acknowledged replica keeps the counter.
+        wait_timeout: seconds ``WAIT`` may block (default 0.1).
     """
 
     def __init__(
@@ -317,6 +415,8 @@ class RedisLock(LockBase):
         clock: Clock | None = None,
         prefix: str = DEFAULT_PREFIX,
         wait_slice: float | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
     ) -> None:
         params = LockParams(ttl, auto_renew, renew_fraction, max_hold, fair, clock_drift, fencing)
         self.backend = _redis_backend(resolve_backend(backend), "RedisLock")
@@ -326,6 +426,7 @@ class RedisLock(LockBase):
             params,
             clock,
             _wait_slice(self.backend.client, wait_slice),
+            *_replication(self.backend, wait_replicas, wait_timeout),
         )
         super().__init__(
             name, _RedisLockStore(self.backend, scripts), params, clock=clock, on_lost=on_lost
@@ -356,6 +457,8 @@ class AsyncRedisLock(AsyncLockBase):
         clock: Clock | None = None,
         prefix: str = DEFAULT_PREFIX,
         wait_slice: float | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
     ) -> None:
         params = LockParams(ttl, auto_renew, renew_fraction, max_hold, fair, clock_drift, fencing)
         self.backend = _redis_backend(resolve_async_backend(backend), "AsyncRedisLock")
@@ -365,6 +468,7 @@ class AsyncRedisLock(AsyncLockBase):
             params,
             clock,
             _wait_slice(self.backend.client, wait_slice),
+            *_replication(self.backend, wait_replicas, wait_timeout),
         )
         super().__init__(
             name, _AsyncRedisLockStore(self.backend, scripts), params, clock=clock, on_lost=on_lost
