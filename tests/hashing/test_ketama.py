@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import Counter
 
 import pytest
@@ -145,3 +146,22 @@ def test_ketama_add_and_remove_rebuild_like_a_fresh_ring() -> None:
     before = HashRing({"a:1": 1, "b:1": 2}, hash="ketama")
     assert [ring.get_node(k) for k in keys] == [before.get_node(k) for k in keys]
     assert ring.diff(before) == []
+
+
+def test_ketama_diff_explains_moves_and_intervals_cover_the_space() -> None:
+    before = HashRing({"a:1": 3, "b:1": 1, "c:1": 2}, hash="ketama")
+    after = HashRing({"a:1": 3, "b:1": 1, "c:1": 2, "d:1": 2}, hash="ketama")
+    moves = before.diff(after)
+    assert moves
+    spans = before.intervals()
+    assert spans[0][0] == -1
+    assert spans[-1][1] == 2**32 - 1
+    assert all(x[1] == y[0] for x, y in itertools.pairwise(spans))
+    for i in range(3000):
+        key = f"k{i}"
+        h = before.key_hash(key)
+        hits = [m for m in moves if m.contains(h)]
+        src, dst = before.get_node(key), after.get_node(key)
+        assert [(m.source, m.target) for m in hits] == ([] if src == dst else [(src, dst)])
+        assert before.locate(key)[2] == src
+    assert sum(m.size for m in moves) > 0

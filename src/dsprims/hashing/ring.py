@@ -83,7 +83,7 @@ _MAX_HASH = HASH_SPACE - 1
 _QSPACE = 1 << 30  # point coordinates q: ring position 4 * q
 _LSPACE = 1 << 31  # default-mode lookup space: hash >> 1, interval ends a + b
 _TABLE_MAX_BITS = 18  # prefix table of at most 2**18 entries (2 MiB)
-_MEMO_MAX = 1 << 16  # cached preference lists per snapshot
+_MEMO_MAX = 1 << 15  # cached preference lists per snapshot (about 3 MiB at most)
 _FIRST_WORD = struct.Struct("<I")
 _mmh3_32 = mmh3.hash
 
