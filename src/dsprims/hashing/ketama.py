@@ -1,8 +1,9 @@
 """libketama's continuum, reproduced byte for byte.
 
-libketama (Last.fm, 2007; https://github.com/RJ/ketama) is the consistent-hashing scheme used by
-twemproxy, libmemcached's ketama mode and many memcached clients. A Python service that must map
-keys exactly as those clients do needs the same points, the same arithmetic and the same tie order:
+libketama (Last.fm, 2007; https://github.com/RJ/ketama) is the consistent-hashing scheme that
+memcached clients, twemproxy and libmemcached's ketama mode follow (those two reimplement it, with
+small differences of their own in rounding edge cases). A Python service that must map keys
+exactly as libketama does needs the same points, the same arithmetic and the same tie order:
 
 * Server ``i`` with weight ``w_i`` (libketama's "memory", an integer) out of a total ``W`` over
   ``n`` servers gets ``ks = floorf(pct * 40.0 * (float)n)`` hashes, where
