@@ -51,10 +51,14 @@ def wait_for_state(breaker: CircuitBreaker, state: BreakerState) -> threading.Ev
     return seen
 
 
-def test_one_trips_the_other_sees_open(redis_server: Any, key_prefix: str) -> None:
+@pytest.mark.parametrize("server", ["redis_server", "redis_cluster"])
+def test_one_trips_the_other_sees_open(
+    request: pytest.FixtureRequest, server: str, key_prefix: str
+) -> None:
+    url = request.getfixturevalue(server).url
     kw: dict[str, Any] = {"minimum_calls": 2, "window_size": 2, "prefix": key_prefix}
-    a = CircuitBreaker("fleet", backend=redis_server.url, **kw)
-    b = CircuitBreaker("fleet", backend=redis_server.url, **kw)
+    a = CircuitBreaker("fleet", backend=url, **kw)
+    b = CircuitBreaker("fleet", backend=url, **kw)
     try:
         opened = wait_for_state(b, BreakerState.OPEN)
         b.call(lambda: 1)  # b's own successes stay local
@@ -163,7 +167,9 @@ def test_outage_falls_back_to_local_within_timeout(redis_server: Any, key_prefix
         redis_server.restart()
 
 
-async def test_async_fleet(redis_server: Any, key_prefix: str) -> None:
+@pytest.mark.parametrize("server", ["redis_server", "redis_cluster"])
+async def test_async_fleet(request: pytest.FixtureRequest, server: str, key_prefix: str) -> None:
+    url = request.getfixturevalue(server).url
     clock = ManualClock(start=3_000_000.0)
     kw: dict[str, Any] = {
         "prefix": key_prefix,
@@ -172,8 +178,8 @@ async def test_async_fleet(redis_server: Any, key_prefix: str) -> None:
         "open_duration": 1.0,
         "clock": clock,
     }
-    a = AsyncCircuitBreaker("async-fleet", backend=redis_server.url, **kw)
-    backend_b = async_backend_from_url(redis_server.url)
+    a = AsyncCircuitBreaker("async-fleet", backend=url, **kw)
+    backend_b = async_backend_from_url(url)
     b = AsyncCircuitBreaker("async-fleet", backend=backend_b, **kw)
     try:
 

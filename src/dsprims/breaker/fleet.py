@@ -201,8 +201,6 @@ class FleetLink(_LinkBase):
         self, on_message: Callable[[int, BreakerSnapshot], None], resync: Callable[[], None]
     ) -> None:
         """Start the background subscriber (a daemon thread)."""
-        if self.backend.is_cluster:
-            return  # pub/sub routing differs on Cluster: processes learn on their next CAS
         self._thread = threading.Thread(
             target=self._listen, args=(on_message, resync), daemon=True, name=f"breaker-{self.key}"
         )
@@ -256,7 +254,7 @@ class AsyncFleetLink(_LinkBase):
     @property
     def started(self) -> bool:
         """Whether the subscriber task was started (or will never be)."""
-        return self._task is not None or self._closed or self.backend.is_cluster
+        return self._task is not None or self._closed
 
     def ensure_started(
         self,
@@ -264,7 +262,7 @@ class AsyncFleetLink(_LinkBase):
         resync: Callable[[], Any],
     ) -> None:
         """Start the subscriber task on the running loop, once."""
-        if self._task is not None or self._closed or self.backend.is_cluster:
+        if self._task is not None or self._closed:
             return
         self._task = asyncio.get_running_loop().create_task(self._listen(on_message, resync))
 
