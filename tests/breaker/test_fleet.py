@@ -196,7 +196,10 @@ async def test_async_fleet(request: pytest.FixtureRequest, server: str, key_pref
         assert permit.trial
         with pytest.raises(CircuitOpenError):
             await a.try_acquire()  # the only permit is b's, fleet-wide
+        closed = asyncio.Event()
+        a.on_state_change(lambda e: closed.set() if e.to_state is BreakerState.CLOSED else None)
         await permit.success()
+        await asyncio.wait_for(closed.wait(), 5)  # b's verdict, pushed to a
         assert await a.call(ok) == 1
         forced = asyncio.Event()
         b.on_state_change(

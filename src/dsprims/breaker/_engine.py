@@ -471,6 +471,9 @@ class _Engine:
         with self.lock:
             now = self.now()
             snap = self.snap
+            if self.link is not None or self.alink is not None:
+                # As ``state`` reports it: what time alone has done since the last round trip.
+                snap = advance(snap, now, self.params, 0.5)[0]
             c = self.window.counts(self.mono())
             rejected = self.rejected
         enough = c.calls >= self.params.effective_minimum_calls and c.calls > 0

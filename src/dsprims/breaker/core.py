@@ -413,11 +413,14 @@ def settle_trial(
 ) -> tuple[bool, BreakerSnapshot, tuple[Transition, ...]]:
     """Record a half-open trial outcome (``code``: FAILURE/SLOW bits); verdict when all are in.
 
-    Returns ``(accepted, snapshot, transitions)``; an outcome from another generation is
-    discarded (``accepted`` False) and changes nothing.
+    Time-driven transitions due by ``now`` apply first (a trial that reports after
+    ``max_half_open_wait`` re-opened the breaker belongs to an older generation). Returns
+    ``(accepted, snapshot, transitions)``; an outcome from another generation is discarded
+    (``accepted`` False) and changes nothing but those time-driven transitions.
     """
+    snap, due = advance(snap, now, params, u)
     if snap.state is not BreakerState.HALF_OPEN or snap.generation != generation:
-        return False, snap, NO_TRANSITIONS
+        return False, snap, due
     calls = snap.trial_calls + 1
     failures = snap.trial_failures + (code & FAILURE)
     slow = snap.trial_slow + (1 if code & SLOW else 0)
@@ -429,7 +432,7 @@ def settle_trial(
             trial_failures=failures,
             trial_slow=slow,
         )
-        return True, new, NO_TRANSITIONS
+        return True, new, due
     reason = half_open_verdict(calls, failures, slow, params)
     if reason is None:
         new, transitions = _enter(
@@ -437,7 +440,7 @@ def settle_trial(
         )
     else:
         new, transitions = _enter(snap, BreakerState.OPEN, now, reason, params, u)
-    return True, new, transitions
+    return True, new, due + transitions
 
 
 def release_trial(snap: BreakerSnapshot, generation: int) -> BreakerSnapshot:
