@@ -250,3 +250,56 @@ def test_wait_replicas(redis_server: Any, key_prefix: str, tmp_path: Any) -> Non
     finally:
         replica.stop()
         backend.close()
+
+
+def test_watchdog_keeps_a_redis_lease_alive(redis_backend: Any, key_prefix: str) -> None:
+    lock = RedisLock("renewed", backend=redis_backend, prefix=key_prefix, ttl=0.4)
+    lease = lock.acquire()
+    time.sleep(1.2)  # three leases long: only renewals keep it
+    assert not lease.lost
+    assert lock.try_acquire() is None
+    lease.release()
+    assert lock.try_acquire() is not None
+
+
+def test_an_outage_raises_within_the_timeout_and_leaves_nothing(
+    redis_server: Any, key_prefix: str
+) -> None:
+    from dsprims import BackendUnavailable, backend_from_url
+
+    backend = backend_from_url(redis_server.url, timeout=0.5)
+    lock = RedisLock("outage", backend=backend, prefix=key_prefix)
+    holder = lock.acquire()
+    with redis_server.frozen_for_a_while():
+        start = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            lock.acquire(timeout=5)
+        assert time.monotonic() - start < 0.5 * 3 + 1.0
+    holder.release()
+    # A queue entry whose command reached the frozen server may land after the clean-up did;
+    # it expires by itself within 2 x wait_slice + 1 s (here 1.5 s).
+    client = redis_server.client()
+    deadline = time.monotonic() + 1.5 + 1.0
+    while client.exists(f"{key_prefix}:{{outage}}:q"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert lock.try_acquire() is not None
+    client.close()
+    backend.close()
+
+
+async def test_async_lock_on_a_cluster(redis_cluster: Any, key_prefix: str) -> None:
+    backend = async_backend_from_url(redis_cluster.url)
+    try:
+        lock = AsyncRedisLock("ac{x}", backend=backend, prefix=key_prefix)
+        holder = await lock.acquire()
+        import asyncio
+
+        waiter = asyncio.ensure_future(lock.acquire(timeout=10))
+        await asyncio.sleep(0.05)
+        await holder.release()
+        lease = await waiter
+        assert lease.token > holder.token
+        await lease.release()
+    finally:
+        await backend.aclose()
