@@ -299,3 +299,59 @@ def test_clock_running_ahead_cannot_end_the_open_period(redis_server: Any, key_p
         assert b._engine.snap.state is BreakerState.OPEN
     finally:
         b.close()
+
+
+def test_frozen_redis_bounds_every_call(redis_server: Any, key_prefix: str) -> None:
+    # A frozen server (no RST, no answer) is the worst case: each round trip waits the whole
+    # timeout. The breaker pays it once per retry_interval and decides locally meanwhile.
+    timeout = 0.3
+    url = redis_server.url + ("&" if "?" in redis_server.url else "?") + f"timeout={timeout}"
+    b = CircuitBreaker(
+        "frozen",
+        backend=url,
+        prefix=key_prefix,
+        minimum_calls=1,
+        window_size=1,
+        open_duration=0.05,
+        retry_interval=30.0,
+    )
+    try:
+        with redis_server.frozen_for_a_while():
+            worst = 0.0
+            for _ in range(5):
+                started = time.monotonic()
+                with pytest.raises((Boom, CircuitOpenError)):
+                    b.call(boom)  # trip, reject, then trials once the short open period ends
+                worst = max(worst, time.monotonic() - started)
+                assert b.state in (BreakerState.OPEN, BreakerState.HALF_OPEN)
+            assert worst < timeout + 1.0
+    finally:
+        b.close()
+
+
+async def test_async_outage_falls_back_to_local(redis_server: Any, key_prefix: str) -> None:
+    url = redis_server.url + ("&" if "?" in redis_server.url else "?") + "timeout=0.3"
+    b = AsyncCircuitBreaker(
+        "aoutage", backend=url, prefix=key_prefix, minimum_calls=1, window_size=1
+    )
+
+    async def fail() -> None:
+        raise Boom
+
+    try:
+        assert await b.call(_aok) == 1  # connects and subscribes while Redis is up
+        redis_server.kill()
+        started = time.monotonic()
+        with pytest.raises(Boom):
+            await b.call(fail)
+        with pytest.raises(CircuitOpenError):
+            await b.call(_aok)
+        assert time.monotonic() - started < 0.3 + 1.0
+        assert state_of(b) is BreakerState.OPEN
+    finally:
+        await b.aclose()
+        redis_server.restart()
+
+
+async def _aok() -> int:
+    return 1
