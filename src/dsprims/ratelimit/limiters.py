@@ -371,10 +371,12 @@ class _LimiterBase:
         cost = check_cost(cost, self.limit)
         k = self._known.get(key)
         if k is None:
-            if len(self._known) >= _KNOWN_KEYS:
-                self._known.clear()
+            k = self._mkey(key)
             # Only exact str keys are remembered, so a lookup by another type never hits.
-            k = self._known[str(key)] = self._mkey(key)
+            if key.__class__ is str:
+                if len(self._known) >= _KNOWN_KEYS:
+                    self._known.clear()
+                self._known[key] = k
         clock = self.clock
         with self._lock:  # type: ignore[union-attr]
             t = clock.monotonic()
@@ -388,9 +390,7 @@ class _LimiterBase:
                 cost,
                 consume,
             )
-        if a:
-            return RateLimitDecision(True, r, 0.0, re / 1e6, self.limit)
-        return RateLimitDecision(False, r, (ra + 1) / 1e6, re / 1e6, self.limit)
+        return decision_from_verdict(a, r, ra, re, self.limit)
 
     # -- the Redis path
 
@@ -831,6 +831,14 @@ class AsyncTokenBucket(_AsyncLimiter):
             on_outage=on_outage,
             pinned_ttl_grace=pinned_ttl_grace,
         )
+        if self._lock is not None:
+            fast = _fast_gcra(self)
+
+            async def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
+                return fast(key, cost)  # type: ignore[no-any-return]
+
+            try_acquire.__doc__ = _AsyncLimiter.try_acquire.__doc__
+            self.try_acquire = try_acquire  # type: ignore[method-assign]
 
     def _describe(self) -> str:
         return f"rate={self.params.rate!r}, capacity={self.params.capacity}"
