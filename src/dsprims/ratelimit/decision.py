@@ -26,8 +26,8 @@ class RateLimitDecision(NamedTuple):
         remaining: whole units still admissible right now (after this request, if admitted).
         retry_after: 0.0 when allowed; otherwise seconds until the same cost would be admitted.
             Waiting exactly this long and retrying the same cost is admitted, unless others
-            consumed in between (it is rounded up to the next microsecond, plus one microsecond
-            so float seconds on any clock land on or after the admitting instant).
+            consumed in between (it is the exact wait in whole microseconds plus one microsecond,
+            so that float seconds on any clock land on or after the admitting instant).
         reset_after: seconds until the limiter is back to its full, unused state for this key.
         limit: the limit in force (the bucket capacity or the per-window limit).
         degraded: ``True`` when the backend was unreachable and the decision was made by the
