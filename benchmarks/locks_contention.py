@@ -54,8 +54,8 @@ def worker(kind: str, url: str, name: str, start_at: int, seconds: float, out: s
         def acquire() -> Any:
             return lock.acquire()
 
-        def release(lease: Any) -> None:
-            lease.release()
+        def release(held: Any) -> None:
+            held.release()
 
     elif kind == "python-redis-lock":
         import redis_lock
@@ -101,7 +101,7 @@ def worker(kind: str, url: str, name: str, start_at: int, seconds: float, out: s
 
 def run(kind: str, url: str, processes: int, seconds: float) -> dict[str, float]:
     name = f"contention:{kind}:{os.getpid()}:{time.time_ns()}"
-    start_at = time.monotonic_ns() + int(1.5e9)
+    start_at = time.monotonic_ns() + int(4e9)  # time for the workers to start
     with tempfile.TemporaryDirectory() as tmp:
         outs = [os.path.join(tmp, f"{i}.json") for i in range(processes)]
         command = [sys.executable, __file__, "--worker", kind, url, name, str(start_at)]
@@ -133,6 +133,84 @@ def run(kind: str, url: str, processes: int, seconds: float) -> dict[str, float]
     }
 
 
+def _median_us(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e6
+
+
+def uncontended(url: str, extra_urls: list[str], rounds: int = 1500) -> list[tuple[str, float]]:
+    """Medians of interleaved single cycles: every candidate runs once per round, in turn, so
+    that load changes on a shared machine hit all of them alike."""
+    import asyncio
+
+    import redis
+    import redis.asyncio as aredis
+    import redis_lock
+
+    from dsprims import async_backend_from_url, backend_from_url
+    from dsprims.locks import AsyncRedisLock, RedisLock, Redlock
+
+    backend = backend_from_url(url)
+    client = backend.client
+    ours = RedisLock("u:dsprims", backend=backend)
+    peer = client.lock("u:redis-py", timeout=10)
+    redlock = Redlock("u:redlock", backends=[backend, *map(backend_from_url, extra_urls)])
+
+    def prl() -> None:
+        held = redis_lock.Lock(client, "u:prl", expire=10)
+        held.acquire()
+        held.release()
+
+    def rp() -> None:
+        peer.acquire()
+        peer.release()
+
+    candidates = {
+        "PING": client.ping,
+        "dsprims RedisLock": lambda: ours.acquire().release(),
+        f"redis-py {redis.__version__} Lock": rp,
+        "python-redis-lock": prl,
+        "dsprims Redlock x3": lambda: redlock.acquire().release(),
+    }
+    samples: dict[str, list[float]] = {k: [] for k in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    rows = [(name, _median_us(v)) for name, v in samples.items()]
+
+    async def async_rows() -> list[tuple[str, float]]:
+        abackend = async_backend_from_url(url)
+        aclient = abackend.client
+        alock = AsyncRedisLock("u:async", backend=abackend)
+        apeer = aredis.Redis.from_url(url).lock("u:aredis-py", timeout=10)
+
+        async def ours_cycle() -> None:
+            await (await alock.acquire()).release()
+
+        async def peer_cycle() -> None:
+            await apeer.acquire()
+            await apeer.release()
+
+        async def ping() -> None:
+            await aclient.ping()
+
+        cands = {"async PING": ping, "dsprims AsyncRedisLock": ours_cycle}
+        cands["redis.asyncio Lock"] = peer_cycle
+        got: dict[str, list[float]] = {k: [] for k in cands}
+        for _ in range(rounds):
+            for name, fn in cands.items():
+                t0 = time.perf_counter()
+                await fn()
+                got[name].append(time.perf_counter() - t0)
+        await abackend.aclose()
+        return [(name, _median_us(v)) for name, v in got.items()]
+
+    rows += asyncio.run(async_rows())
+    redlock.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", nargs=6, metavar="ARG")
@@ -153,12 +231,34 @@ def main() -> None:
         server = RedisServerProcess.create()
         server.start()
         url = server.url
+    extra = []
     try:
+        if args.url is None:
+            from dsprims.testing.servers import RedisServerProcess
+
+            extra = [RedisServerProcess.create() for _ in range(2)]
+            for other in extra:
+                other.start()
+            medians = uncontended(url, [other.url for other in extra])
+        else:
+            medians = []
         kinds = args.kinds.split(",")
         rows = [(kind, run(kind, url, args.processes, args.seconds)) for kind in kinds]
     finally:
+        for other in extra:
+            other.stop()
         if server is not None:
             server.stop()
+    if medians:
+        print("Uncontended cycles (acquire + release), medians of interleaved calls\n")
+        print("| what | median | / PING |")
+        print("|---|---|---|")
+        sync_ping = medians[0][1]
+        async_ping = next(v for k, v in medians if k == "async PING")
+        for name, value in medians:
+            ping = async_ping if "async" in name.lower() or "asyncio" in name else sync_ping
+            print(f"| {name} | {value:.0f} µs | {value / ping:.2f}x |")
+        print()
     print(f"{args.processes} processes x {args.seconds:g} s on one lock\n")
     print(
         "| lock | acquisitions | waited grants | handoff p50 | handoff p99 | max wait "

@@ -35,7 +35,7 @@ of the next holder.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from dsprims.errors import ConfigurationError
@@ -309,9 +309,10 @@ def _live(state: LockState | None, now: int) -> LockState:
     if state is None:
         return LockState()
     if state.owner is not None and state.deadline <= now:
-        state = replace(state, owner=None, token=0, deadline=0)
+        state = LockState(None, 0, 0, state.fence, state.queue)
     if any(w.expires <= now for w in state.queue):
-        state = replace(state, queue=tuple(w for w in state.queue if w.expires > now))
+        live = tuple(w for w in state.queue if w.expires > now)
+        state = LockState(state.owner, state.token, state.deadline, state.fence, live)
     return state
 
 
@@ -333,7 +334,7 @@ def decide_acquire(
     st = _live(state, now)
     if st.owner == request.owner:
         # The same acquire call asking again (its earlier reply was lost): idempotent.
-        st = replace(st, deadline=now + request.ttl_us)
+        st = LockState(st.owner, st.token, now + request.ttl_us, st.fence, st.queue)
         return AcquireDecision(True, st.token, 0, None), st
     head = _head(st)
     if st.owner is None and (not request.fair or head is None or head == request.ticket):
@@ -348,7 +349,7 @@ def decide_acquire(
         others = tuple(w for w in queue if w.ticket != request.ticket)
         entry = Waiter(arrived, request.ticket, now + request.waiter_ttl_us)
         queue = tuple(sorted((*others, entry)))
-        st = replace(st, queue=queue)
+        st = LockState(st.owner, st.token, st.deadline, st.fence, queue)
     if st.owner is None:
         # Free but promised to the head: make sure the head knows.
         return AcquireDecision(False, 0, -1, head), st
@@ -362,7 +363,7 @@ def decide_release(
     st = _live(state, now)
     if st.owner is None or st.owner != owner:
         return ReleaseDecision(False, None), st
-    st = replace(st, owner=None, token=0, deadline=0)
+    st = LockState(None, 0, 0, st.fence, st.queue)
     return ReleaseDecision(True, _head(st)), st
 
 
@@ -373,7 +374,7 @@ def decide_extend(
     st = _live(state, now)
     if st.owner is None or st.owner != owner:
         return ExtendDecision(False), st
-    return ExtendDecision(True), replace(st, deadline=now + ttl_us)
+    return ExtendDecision(True), LockState(st.owner, st.token, now + ttl_us, st.fence, st.queue)
 
 
 def decide_leave(
@@ -385,9 +386,10 @@ def decide_leave(
     """
     st = _live(state, now)
     if owner and st.owner == owner:
-        st = replace(st, owner=None, token=0, deadline=0)
+        st = LockState(None, 0, 0, st.fence, st.queue)
     if ticket:
-        st = replace(st, queue=tuple(w for w in st.queue if w.ticket != ticket))
+        rest = tuple(w for w in st.queue if w.ticket != ticket)
+        st = LockState(st.owner, st.token, st.deadline, st.fence, rest)
     wake = _head(st) if st.owner is None else None
     return LeaveDecision(wake), st
 

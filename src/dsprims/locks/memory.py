@@ -49,6 +49,7 @@ __all__ = ["AsyncMemoryLock", "MemoryLock"]
 MEMORY_WAIT_SLICE = 1.0
 
 _REGISTRY_LOCK = threading.Lock()
+_THREAD_EVENT = threading.local()
 # backend -> ticket -> wake function; weak so a dropped backend takes its wakers with it.
 _WAKERS: weakref.WeakKeyDictionary[MemoryBackend, dict[str, Callable[[], None]]] = (
     weakref.WeakKeyDictionary()
@@ -155,7 +156,13 @@ class _MemoryLockStore:
         self._events: dict[str, threading.Event] = {}
 
     def open_ticket(self, ticket: str) -> None:
-        event = threading.Event()
+        # One reusable event per thread: creating an Event per acquire costs more than the
+        # decision itself. A late wake-up meant for an earlier ticket of this thread only
+        # causes one extra attempt.
+        event = getattr(_THREAD_EVENT, "event", None)
+        if event is None:
+            event = _THREAD_EVENT.event = threading.Event()
+        event.clear()
         self._events[ticket] = event
         self.decisions.wakers[ticket] = event.set
 
