@@ -1,6 +1,6 @@
 """Plots for the benchmark report: one PNG per area, from a pytest-benchmark JSON file.
 
-Each figure has one panel per benchmark group: horizontal bars of the mean time of every row,
+Each figure has one panel per benchmark group: horizontal bars of the median time of every row,
 dsprims highlighted, on a log scale (peers and floors differ by orders of magnitude). Groups whose
 rows carry ``extra_info["x"]`` (e.g. ring size) are drawn as lines over x instead, one line per
 label. Rows whose ``extra_info["samples_ms"]`` holds latency samples add a CDF panel.
@@ -27,21 +27,29 @@ def area_of(group: str) -> str:
     return re.split(r"[:\s]", group, maxsplit=1)[0].strip().lower() or "misc"
 
 
+def _unit(seconds: float) -> tuple[str, float]:
+    for name, scale in (("ns", 1e9), ("µs", 1e6), ("ms", 1e3)):
+        if seconds * scale < 1000:
+            return name, scale
+    return "s", 1.0
+
+
 def _bars(ax: Any, group: str, rows: list[dict[str, Any]]) -> None:
-    rows = sorted(rows, key=lambda r: r["stats"]["mean"])
+    rows = sorted(rows, key=lambda r: r["stats"]["median"])
     labels = [r.get("extra_info", {}).get("label", r["name"]) for r in rows]
-    means = [r["stats"]["mean"] * 1e6 for r in rows]
+    unit, scale = _unit(max(r["stats"]["median"] for r in rows))
+    medians = [r["stats"]["median"] * scale for r in rows]
     colors = [COLORS.get(r.get("extra_info", {}).get("role", ""), "#2ca02c") for r in rows]
-    ax.barh(range(len(rows)), means, color=colors)
+    ax.barh(range(len(rows)), medians, color=colors)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    if max(means) / max(min(means), 1e-9) > 20:
+    if max(medians) / max(min(medians), 1e-9) > 20:
         ax.set_xscale("log")
-        ax.set_xlabel("mean time per call (µs, log scale)")
+        ax.set_xlabel(f"median time per call ({unit}, log scale)")
     else:
-        ax.set_xlabel("mean time per call (µs)")
+        ax.set_xlabel(f"median time per call ({unit})")
     ax.set_title(group, fontsize=9)
-    for i, mean in enumerate(means):
-        ax.text(mean, i, f" {mean:.2f}", va="center", fontsize=7)
+    for i, value in enumerate(medians):
+        ax.text(value, i, f" {value:.3g}", va="center", fontsize=7)
 
 
 def _lines(ax: Any, group: str, rows: list[dict[str, Any]]) -> None:
@@ -50,7 +58,7 @@ def _lines(ax: Any, group: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         info = row.get("extra_info", {})
         label = info.get("label", row["name"])
-        series[label].append((float(info["x"]), row["stats"]["mean"] * 1e6))
+        series[label].append((float(info["x"]), row["stats"]["median"] * 1e6))
         roles[label] = info.get("role", "")
     for label, points in sorted(series.items()):
         points.sort()
@@ -59,7 +67,7 @@ def _lines(ax: Any, group: str, rows: list[dict[str, Any]]) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(rows[0].get("extra_info", {}).get("x_label", "size"))
-    ax.set_ylabel("mean time per call (µs)")
+    ax.set_ylabel("median time per call (µs)")
     ax.set_title(group, fontsize=9)
     ax.legend(fontsize=7)
 

@@ -41,8 +41,9 @@ def render(data: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         "Written by `make bench` (`benchmarks/report.py`); every ratio compares rows measured in",
-        "the same run. `ours / this` below 1 means dsprims is faster. Goals come from the issues;",
-        "numbers on a shared 2-core machine vary by 10–20 % between runs.",
+        "the same run, on medians (robust to the other load of a shared machine). `ours / this`",
+        "below 1 means dsprims is faster. Goals come from the issues; numbers on a shared 2-core",
+        "machine still vary by 10–20 % between runs.",
         "",
         f"- Machine: {machine.get('cpu', {}).get('brand_raw', platform.processor() or '?')}, "
         f"{machine.get('cpu', {}).get('count', '?')} cores; "
@@ -57,15 +58,15 @@ def render(data: dict[str, Any]) -> str:
         lines += [
             f"## {group}",
             "",
-            "| what | role | mean | ours / this | goal |",
+            "| what | role | median | ours / this | goal |",
             "|---|---|---|---|---|",
         ]
-        base = ours[0]["stats"]["mean"] if ours else None
+        base = ours[0]["stats"]["median"] if ours else None
         order = {"ours": 0, "floor": 1, "peer": 2}
         rows.sort(key=lambda r: (order.get(r.get("extra_info", {}).get("role", ""), 3), r["name"]))
         for row in rows:
             info = row.get("extra_info", {})
-            mean = row["stats"]["mean"]
+            mean = row["stats"]["median"]
             ratio = "" if base is None or row in ours else f"{base / mean:.2f}×"
             goal = info.get("goal")
             verdict = ""
