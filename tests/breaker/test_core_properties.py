@@ -4,9 +4,10 @@ model of the state machine."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dsprims.breaker.core import (
@@ -170,3 +171,75 @@ def test_open_duration_is_capped_and_finite(count: int, u: float) -> None:
     d = next_open_duration(params, count, u)
     assert 0.0 <= d <= 100.0
     assert math.isfinite(d)
+
+
+BREAKER_OPS = st.lists(
+    st.one_of(
+        st.sampled_from(["ok"] * 6 + ["fail"] * 3 + ["trial-ok", "trial-fail"]),
+        st.integers(1, 3000).map(lambda ms: f"advance {ms}"),
+    ),
+    max_size=150,
+)
+
+
+@example(  # a success replacing a success while a failure sits further along the ring
+    ops=["ok", "fail", "ok", "ok", "ok", "fail"], window_type="count", size=3, minimum=3
+)
+@given(
+    ops=BREAKER_OPS,
+    window_type=st.sampled_from(["count", "time"]),
+    size=st.sampled_from([2, 3, 5]),
+    minimum=st.integers(1, 4),
+)
+def test_fast_paths_change_no_decision(
+    ops: list[str], window_type: str, size: int, minimum: int
+) -> None:
+    # A trip predicate that never fires switches every fast path off (no quiet skip, no
+    # inlined window update) without changing a single decision: the two must agree.
+    from dsprims import CircuitBreaker, CircuitOpenError, ManualClock
+
+    clocks = [ManualClock(start=100.0), ManualClock(start=100.0)]
+    kw = {
+        "window_type": window_type,
+        "window_size": size,
+        "minimum_calls": minimum,
+        "open_duration": 1.0,
+        "slow_call_duration": None,
+    }
+    fast = CircuitBreaker("fast", clock=clocks[0], **kw)  # type: ignore[arg-type]
+    slow = CircuitBreaker(
+        "slow",
+        clock=clocks[1],
+        trip_predicate=lambda c: False,
+        **kw,  # type: ignore[arg-type]
+    )
+    for op in ops:
+        seen = []
+        for b, clock in ((fast, clocks[0]), (slow, clocks[1])):
+            if op.startswith("advance"):
+                clock.advance(int(op.split()[1]) / 1000)
+                continue
+            try:
+                if op in ("ok", "slow"):
+                    b.call(int)  # the shells' own fast paths (quiet skip, inlined success)
+                elif op == "fail":
+                    with contextlib.suppress(ZeroDivisionError):
+                        b.call(divmod, 1, 0)
+                else:
+                    permit = b.try_acquire()
+                    if op == "trial-fail":
+                        permit.failure()
+                    else:
+                        permit.success()
+            except CircuitOpenError:
+                seen.append("rejected")
+                continue
+            seen.append("ran")
+        assert len(set(seen)) <= 1, op
+        mf, ms = fast.metrics(), slow.metrics()
+        assert (mf.state, mf.calls, mf.failed_calls, mf.generation) == (
+            ms.state,
+            ms.calls,
+            ms.failed_calls,
+            ms.generation,
+        ), op
