@@ -32,7 +32,6 @@ from dsprims.errors import BackendUnavailable, ConfigurationError, RateLimitExce
 from dsprims.ratelimit.core import check_cost
 from dsprims.ratelimit.decision import RateLimitDecision
 from dsprims.ratelimit.limiters import (
-    SCRIPT,
     OutagePolicy,
     Verdict4,
     _AsyncLimiter,
@@ -315,7 +314,7 @@ class CompositeLimiter(_CompositeBase):
         try:
             call = next(steps)
             while True:
-                call = steps.send(self._first.backend.evalsha(SCRIPT, *call))
+                call = steps.send(self._first.backend.evalsha(self._first._lua, *call))
         except StopIteration as done:
             self._degraded = False
             decision: RateLimitDecision = done.value
@@ -375,7 +374,7 @@ class AsyncCompositeLimiter(_CompositeBase):
         try:
             call = next(steps)
             while True:
-                call = steps.send(await self._first.backend.evalsha(SCRIPT, *call))
+                call = steps.send(await self._first.backend.evalsha(self._first._lua, *call))
         except StopIteration as done:
             self._degraded = False
             decision: RateLimitDecision = done.value

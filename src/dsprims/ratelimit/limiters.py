@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
+from dsprims.backends._lua import lua_script
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, escape_name
 from dsprims.backends.memory import MemoryBackend
 from dsprims.backends.url import resolve_async_backend, resolve_backend
@@ -342,6 +343,7 @@ class _LimiterBase:
         code = algo.code
         p1, p2, p3 = algo.script_params()
         self._spec: tuple[Any, ...] = (code, p1, p2, p3)
+        self._lua = lua_script(SCRIPT)
 
     # -- keys and requests
 
@@ -531,7 +533,7 @@ class _SyncLimiter(_LimiterBase):
         key, cost = self._validate(key, cost)
         keys = self._redis_keys(key)
         try:
-            reply = self.backend.evalsha(SCRIPT, keys, self._script_args(cost, consume))
+            reply = self.backend.evalsha(self._lua, keys, self._script_args(cost, consume))
         except BackendUnavailable as exc:
             return self._outage(exc, key, cost, consume)
         return self._reply(reply)
@@ -589,7 +591,7 @@ class _AsyncLimiter(_LimiterBase):
         key, cost = self._validate(key, cost)
         keys = self._redis_keys(key)
         try:
-            reply = await self.backend.evalsha(SCRIPT, keys, self._script_args(cost, consume))
+            reply = await self.backend.evalsha(self._lua, keys, self._script_args(cost, consume))
         except BackendUnavailable as exc:
             return self._outage(exc, key, cost, consume)
         return self._reply(reply)
