@@ -28,7 +28,7 @@ from dsprims.locks.core import (
 )
 
 
-@pytest.mark.parametrize("bad", [0, -1, -0.5, math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("bad", [0, -1, -0.5, math.nan, math.inf, -math.inf, 1e9])
 def test_ttl_must_be_finite_and_positive(bad: float) -> None:
     with pytest.raises(ConfigurationError, match="ttl"):
         check_ttl(bad)

@@ -81,6 +81,9 @@ CLOCK_DRIFT_FLOOR: Final = 0.002
 #: Seconds a waiter adds to the holder's remaining lease before it looks again (so it retries
 #: just after the expiry, not just before).
 EXPIRY_MARGIN: Final = 0.001
+#: Longest lease accepted (a year): keeps deadlines in µs since the epoch below 2**53, so the
+#: Lua scripts (double-precision numbers) compute them exactly.
+MAX_TTL: Final = 365 * 86_400.0
 #: Largest token accepted anywhere: a signed 64-bit integer, so tokens fit SQL ``BIGINT``.
 MAX_TOKEN: Final = 2**63 - 1
 
@@ -103,6 +106,8 @@ def check_ttl(value: object, param: str = "ttl") -> float:
     ttl = _number(value, param)
     if not math.isfinite(ttl) or ttl <= 0:
         raise ConfigurationError(f"{param} must be a finite number of seconds > 0, got {value!r}")
+    if ttl > MAX_TTL:
+        raise ConfigurationError(f"{param} must be at most a year ({MAX_TTL:.0f} s), got {value!r}")
     return ttl
 
 
