@@ -410,6 +410,25 @@ async def test_async_outage_fails_closed(redis_server: RedisServerProcess, key_p
         await backend.aclose()
 
 
+@pytest.mark.parametrize("decode", [True, False])
+def test_clients_with_decoded_replies(
+    redis_server: RedisServerProcess, key_prefix: str, decode: bool
+) -> None:
+    backend = RedisBackend(redis_server.client(decode_responses=decode))
+    try:
+        clock = ManualClock(start=1000.0)
+        limiters = [factory(backend=backend, prefix=key_prefix) for factory in SLOW.values()]
+        limiters.append(
+            SlidingWindowLog(4, 0.35, backend=backend, prefix=key_prefix, clock=clock, name="p")
+        )
+        for limiter in limiters:
+            assert [limiter.try_acquire("k").allowed for _ in range(5)] == [True] * 4 + [False]
+        both = CompositeLimiter(limiters[:2])
+        assert not both.try_acquire("k").allowed
+    finally:
+        backend.client.close()
+
+
 def test_sync_and_async_backends_are_not_mixed(
     redis_backend: RedisBackend, redis_server: RedisServerProcess
 ) -> None:

@@ -24,15 +24,17 @@ def run(out: DemoOutput, options: DemoOptions) -> None:
         makers: list[tuple[str, Callable[[ManualClock], Any]]] = [
             (
                 "TokenBucket(rate=5, capacity=5)",
-                lambda c: TokenBucket(5, 5, backend=backend, clock=c),
+                lambda c: TokenBucket(5, 5, backend=backend, clock=c, pinned_ttl_grace=60.0),
             ),
             (
                 "SlidingWindowLog(5, 1.0)",
-                lambda c: SlidingWindowLog(5, 1.0, backend=backend, clock=c),
+                lambda c: SlidingWindowLog(5, 1.0, backend=backend, clock=c, pinned_ttl_grace=60.0),
             ),
             (
                 "SlidingWindowCounter(5, 1.0)",
-                lambda c: SlidingWindowCounter(5, 1.0, backend=backend, clock=c),
+                lambda c: SlidingWindowCounter(
+                    5, 1.0, backend=backend, clock=c, pinned_ttl_grace=60.0
+                ),
             ),
         ]
         out.line(f"20 requests in 2 s (one every 100 ms) against each limiter, on {backend!r}:")
@@ -48,7 +50,9 @@ def run(out: DemoOutput, options: DemoOptions) -> None:
             rows.append([label, pattern, pattern.count("#")])
         out.table(["limiter", "admitted (#) / denied (.)", "admitted"], rows)
 
-        bucket = TokenBucket(2, 2, backend=backend, clock=clock, name="demo-headers")
+        bucket = TokenBucket(
+            2, 2, backend=backend, clock=clock, pinned_ttl_grace=60.0, name="demo-headers"
+        )
         bucket.reset("alice")
         bucket.try_acquire("alice", 2)
         denied = bucket.try_acquire("alice")
@@ -60,8 +64,12 @@ def run(out: DemoOutput, options: DemoOptions) -> None:
 
         both = CompositeLimiter(
             [
-                TokenBucket(1, 3, backend=backend, clock=clock, name="demo-user"),
-                SlidingWindowLog(4, 60.0, backend=backend, clock=clock, name="demo-minute"),
+                TokenBucket(
+                    1, 3, backend=backend, clock=clock, pinned_ttl_grace=60.0, name="demo-user"
+                ),
+                SlidingWindowLog(
+                    4, 60.0, backend=backend, clock=clock, pinned_ttl_grace=60.0, name="demo-minute"
+                ),
             ]
         )
         both.reset("bob")
