@@ -391,3 +391,12 @@ def test_pickle_and_copy() -> None:
     twin.add_node("c")
     assert "c" not in ring
     assert mapping(HashRing({"a": 1.0, "b": 2.0}, vnodes=64)) == mapping(ring)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_cached_preference_lists_match_the_reference_walk(n: int) -> None:
+    """Few points and many keys: most lookups share a gap with an earlier key, so they are
+    answered from the caches; every answer must still match the reference walk."""
+    ring = HashRing({"a": 1.0, "b": 2.0, "c": 1.0, "d": 0.5, "e": 1.0}, vnodes=4)
+    for key in SAMPLE_KEYS[:1500]:
+        assert ring.get_nodes(key, n) == _walk(ring, ring.key_hash(key), n), key

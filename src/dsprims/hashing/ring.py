@@ -354,6 +354,10 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
     # (bucket, n) -> preference list, for buckets where the walk provably does not depend on
     # where in the bucket the hash falls (no point and no comparison threshold inside it).
     memo: dict[int, tuple[str, ...]] = {}
+    # (first point index right of the hash, n) -> (low, high, preference list): the walk from
+    # that gap between two points is the same for every hash whose (h - 1) >> 1 lies in
+    # [low, high), the range where every comparison the walk made comes out the same.
+    gaps: dict[int, tuple[int, int, tuple[str, ...]]] = {}
 
     def get_nodes(key: str | bytes, n: int) -> list[str]:
         if n.__class__ is not int or n < 1:
@@ -373,20 +377,27 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
         want = n if n < count else count
         if not starts:
             starts.extend([None] * (1 << bits))
-        right = starts[bucket]
-        if right is None:
-            right = starts[bucket] = bisect(points, (bucket << bshift) >> 2)
-        low = bucket << bshift
-        high = low + span - 1
-        pure = right >= size or points[right] >= (high + 3) >> 2
+        first = starts[bucket]
+        if first is None:
+            first = starts[bucket] = bisect(points, (bucket << bshift) >> 2)
+        right = first
         q = (h + 3) >> 2
         while right < size and points[right] < q:
             right += 1
-        left = right - 1
         # Walk outward, nearest point first: between points at 4a (left) and 4b (right) the
         # key goes left when h <= 2 * (a + b) + 1, i.e. (h - 1) >> 1 <= a + b.
         half = (h - 1) >> 1
+        gap = (right << 3) | (n - 1)
+        if n <= 8:
+            entry = gaps.get(gap)
+            if entry is not None and entry[0] <= half < entry[1]:
+                return list(entry[2])
+        left = right - 1
+        low = bucket << bshift
+        high = low + span - 1
+        pure = first >= size or points[first] >= (high + 3) >> 2
         half_low, half_high = (low - 1) >> 1, (high - 1) >> 1
+        valid_low, valid_high = -1, _LSPACE
         found: list[str] = []
         for _ in range(size):
             a = points[left] if left >= 0 else points[left] - qspace
@@ -395,17 +406,25 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
             if half_low <= threshold < half_high:
                 pure = False
             if half <= threshold:
+                if threshold < valid_high:
+                    valid_high = threshold + 1
                 owner = names[left]
                 left -= 1
             else:
+                if threshold >= valid_low:
+                    valid_low = threshold + 1
                 owner = names[right if right < size else right - size]
                 right += 1
             if owner not in found:
                 found.append(owner)
                 if len(found) == want:
                     break
-        if pure and n <= 8 and len(memo) < _MEMO_MAX:
-            memo[slot] = tuple(found)
+        if n <= 8:
+            result = tuple(found)
+            if len(gaps) < _MEMO_MAX:
+                gaps[gap] = (valid_low, valid_high, result)
+            if pure and len(memo) < _MEMO_MAX:
+                memo[slot] = result
         return found
 
     return get_nodes
