@@ -23,6 +23,7 @@ from dsprims.locks.zookeeper_core import (
     Enrolled,
     Granted,
     ListContenders,
+    Listing,
     Outcome,
     WatchPredecessor,
     acquire_protocol,
@@ -106,7 +107,7 @@ def run(schedule: list[tuple[int, str]], count: int) -> None:
             enroll_order.append(person.ident)
             result = Enrolled(f"{PARENT}/{name}", czxid, alone)
         elif isinstance(action, ListContenders):
-            result = list(model.nodes)
+            result = Listing(list(model.nodes))
         elif isinstance(action, WatchPredecessor):
             name = action.path.rsplit("/", 1)[1]
             result = name in model.nodes

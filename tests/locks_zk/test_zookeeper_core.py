@@ -17,6 +17,7 @@ from dsprims.locks.zookeeper_core import (
     Enrolled,
     Granted,
     ListContenders,
+    Listing,
     MakeParent,
     ParentMissing,
     WatchPredecessor,
@@ -106,17 +107,19 @@ def test_contended_grant_watches_the_predecessor_then_relists() -> None:
     gen, _ = start()
     path = f"{PARENT}/{mine(4)}"
     assert gen.send(Enrolled(path, 77, alone=False)) == ListContenders(PARENT)
-    assert gen.send([mine(4), node("a", 1), node("b", 3)]) == WatchPredecessor(
+    assert gen.send(Listing([mine(4), node("a", 1), node("b", 3)])) == WatchPredecessor(
         f"{PARENT}/{node('b', 3)}"
     )
     assert gen.send(True) == AwaitChange()
     assert gen.send(None) == ListContenders(PARENT)
     # The predecessor left but an earlier one remains: watch that one next.
-    assert gen.send([mine(4), node("a", 1)]) == WatchPredecessor(f"{PARENT}/{node('a', 1)}")
+    assert gen.send(Listing([mine(4), node("a", 1)])) == WatchPredecessor(
+        f"{PARENT}/{node('a', 1)}"
+    )
     # Already gone when the watch was set: list again without waiting.
     assert gen.send(False) == ListContenders(PARENT)
     with pytest.raises(StopIteration) as done:
-        gen.send([mine(4)])
+        gen.send(Listing([mine(4)]))
     assert done.value.value == Granted(path, 77)
 
 
@@ -125,8 +128,17 @@ def test_try_gives_up_when_someone_is_ahead() -> None:
     path = f"{PARENT}/{mine(4)}"
     gen.send(Enrolled(path, 77, alone=False))
     with pytest.raises(StopIteration) as done:
-        gen.send([mine(4), node("a", 1)])
+        gen.send(Listing([mine(4), node("a", 1)]))
     assert done.value.value == Busy(path)
+
+
+def test_a_node_of_an_ended_session_is_not_waited_behind() -> None:
+    gen, _ = start()
+    gen.send(Enrolled(f"{PARENT}/{mine(4)}", 77, alone=False))
+    # Still listed (the server has not deleted it yet), but its session ended: enroll again.
+    assert gen.send(Listing([node("a", 1), mine(4)], stale=True)) == Enroll(
+        PARENT, contender_prefix(OWNER)
+    )
 
 
 def test_missing_parent_is_created_then_enrollment_retried() -> None:
@@ -138,12 +150,12 @@ def test_missing_parent_is_created_then_enrollment_retried() -> None:
 def test_a_vanished_node_is_enrolled_again_but_not_forever() -> None:
     gen, _ = start()
     gen.send(Enrolled(f"{PARENT}/{mine(4)}", 77, alone=False))
-    assert gen.send([node("a", 1)]) == Enroll(PARENT, contender_prefix(OWNER))
+    assert gen.send(Listing([node("a", 1)])) == Enroll(PARENT, contender_prefix(OWNER))
 
     def churn() -> None:
         for i in range(100):
             gen.send(Enrolled(f"{PARENT}/{mine(5 + i)}", 78 + i, alone=False))
-            gen.send([node("a", 1)])
+            gen.send(Listing([node("a", 1)]))
 
     with pytest.raises(ContenderVanished):
         churn()

@@ -424,3 +424,28 @@ def test_a_lease_lost_by_its_local_deadline_frees_the_lock_at_once(
     with pytest.raises(LockLost):
         lease.release()
     other.release()
+
+
+def test_a_waiter_rides_out_the_expiry_of_its_own_session(
+    zookeeper_server: ZooKeeperServerProcess, make_backend: MakeBackend, key_prefix: str
+) -> None:
+    holder_backend = make_backend()
+    waiter_backend = make_backend(session_timeout=2.0, timeout=3.0)
+    holder = ZooKeeperLock("ride", backend=holder_backend, prefix=key_prefix).acquire()
+    waiter = ZooKeeperLock("ride", backend=waiter_backend, prefix=key_prefix)
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append(waiter.acquire(timeout=30)))
+    thread.start()
+    assert wait_until(lambda: len(children(holder_backend, waiter.path)) == 2)
+    old_session = waiter_backend.client.client_id[0]
+    expire_session(zookeeper_server.hosts, waiter_backend.client)
+    assert wait_until(lambda: (waiter_backend.client.client_id or (old_session,))[0] != old_session)
+    # The waiter enrolled again in its new session and still waits behind the holder.
+    assert wait_until(lambda: len(children(holder_backend, waiter.path)) == 2)
+    assert not got
+    holder.release()
+    thread.join(30)
+    assert got
+    assert got[0].token > holder.token
+    assert not got[0].lost  # granted in the new session: not mistaken for a straddled grant
+    got[0].release()

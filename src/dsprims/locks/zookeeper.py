@@ -52,13 +52,14 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 import weakref
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any
 
 from dsprims.backends.base import DEFAULT_PREFIX, check_name
-from dsprims.errors import BackendError, ConfigurationError, LockNotAcquired
+from dsprims.errors import BackendError, BackendUnavailable, ConfigurationError, LockNotAcquired
 from dsprims.locks._lock import _HELD, _pop_held
 from dsprims.locks.core import CLOCK_DRIFT_FLOOR, check_timeout, check_ttl
 from dsprims.locks.lease import AsyncLease, Lease, LeaseBase, OnLost
@@ -72,6 +73,7 @@ from dsprims.locks.zookeeper_core import (
     Enrolled,
     Granted,
     ListContenders,
+    Listing,
     MakeParent,
     Outcome,
     ParentMissing,
@@ -97,6 +99,8 @@ __all__ = ["AsyncZooKeeperLock", "ZooKeeperLock"]
 logger = logging.getLogger(__name__)
 
 _DRIVER_ERRORS = (kexc.KazooException, OSError)
+#: How many times a waiting acquire re-sends a request that failed with the connection.
+_READ_RETRIES = 3
 
 
 def _resolve(backend: object) -> ZooKeeperBackend:
@@ -438,7 +442,7 @@ def _enrolled(results: Any) -> Enrolled:
 class _Attempt:
     """One acquire attempt: the protocol generator plus what cleanup needs to know."""
 
-    __slots__ = ("confirmed", "gen", "node", "owner", "parent", "session")
+    __slots__ = ("confirmed", "gen", "losses", "node", "owner", "parent", "session")
 
     def __init__(self, parent: str, session: _Session, *, wait: bool) -> None:
         self.parent = parent
@@ -450,6 +454,8 @@ class _Attempt:
         self.node: str | None = None
         #: Lock-clock time just before the last request the server answered.
         self.confirmed = 0.0
+        #: The session's LOST count when the current contender node was created.
+        self.losses = session.losses
 
     def abandon(self) -> None:
         if self.node is not None:
@@ -514,6 +520,29 @@ class _ZooKeeperLockBase:
         """
         return str(self._backend.client.state)
 
+    def _reconnect_budget(self, wait: bool, deadline: float | None) -> float:
+        """Seconds a waiting acquire may wait for the client to reconnect (0: do not wait).
+
+        A waiting acquire rides out a connection blip (and a session expiry, after which it
+        enrolls again) for up to the backend timeout instead of failing at its next request.
+        """
+        if not wait or self._backend.client.state == KazooState.CONNECTED:
+            return 0.0
+        budget = self._backend.timeout
+        if deadline is not None:
+            budget = min(budget, deadline - self.clock.monotonic())
+        return max(budget, 0.0)
+
+    def _may_retry(self, wait: bool, tries: int, deadline: float | None) -> bool:
+        """Whether a waiting acquire re-sends a request that failed with the connection.
+
+        Reads (listing, watching) are idempotent; an enrollment is not (its node may exist),
+        so the caller leaves that node to the janitor and enrolls under a new owner id.
+        """
+        if not wait or tries >= _READ_RETRIES:
+            return False
+        return deadline is None or self.clock.monotonic() < deadline
+
     def _deadline(self, timeout: object) -> float | None:
         limit = check_timeout(timeout)
         return None if limit is None else self.clock.monotonic() + limit
@@ -540,7 +569,10 @@ class _ZooKeeperLockBase:
             if isinstance(action, MakeParent):
                 return client.ensure_path_async(action.parent, acl=backend.acl), _none
             if isinstance(action, ListContenders):
-                return client.get_children_async(action.parent), list
+                ended = self._session.losses != attempt.losses
+                return client.get_children_async(action.parent), lambda kids: Listing(
+                    list(kids), stale=ended
+                )
             if isinstance(action, WatchPredecessor):
                 return client.exists_async(action.path, watch=arm()), _exists
         except _DRIVER_ERRORS as exc:
@@ -645,7 +677,6 @@ class ZooKeeperLock(_ZooKeeperLockBase):
         backend = self._backend
         attempt = _Attempt(self._parent, self._session, wait=wait)
         wake = threading.Event()
-        losses = self._session.losses
         self._session.add_waker(wake.set)
 
         def arm() -> Callable[[Any], None]:
@@ -663,20 +694,46 @@ class ZooKeeperLock(_ZooKeeperLockBase):
                     break
                 result, error = None, None
                 if isinstance(action, AwaitChange):
+                    if self._session.losses != attempt.losses:
+                        continue  # the session ended (its wake-up may predate the watch)
                     remaining = None if deadline is None else deadline - self.clock.monotonic()
                     if remaining is not None and (remaining <= 0 or not wake.wait(remaining)):
                         raise _Timeout
                     if remaining is None:
                         wake.wait()
                     continue
-                sent = self.clock.monotonic()
-                request, decode = self._start(attempt, action, arm)
-                try:
-                    raw = backend.wait(request)
-                except BaseException:
+                for tries in range(_READ_RETRIES + 1):
+                    budget = self._reconnect_budget(wait, deadline)
+                    if budget > 0:
+                        until = time.monotonic() + budget
+                        while (
+                            backend.client.state != KazooState.CONNECTED
+                            and time.monotonic() < until
+                        ):
+                            wake.clear()
+                            wake.wait(until - time.monotonic())
+                    sent = self.clock.monotonic()
                     if isinstance(action, Enroll):
-                        self._session.abandon_create(request, attempt.parent, attempt.owner)
-                    raise
+                        attempt.losses = self._session.losses
+                    request = None
+                    try:
+                        request, decode = self._start(attempt, action, arm)
+                        raw = backend.wait(request)
+                        break
+                    except BackendUnavailable:
+                        if request is not None and isinstance(action, Enroll):
+                            self._session.abandon_create(request, attempt.parent, attempt.owner)
+                        if not self._may_retry(wait, tries, deadline):
+                            raise
+                        if isinstance(action, Enroll):
+                            # Its node may exist: the janitor removes it by owner id, and
+                            # this acquire enrolls afresh under a new owner id.
+                            attempt = _Attempt(self._parent, self._session, wait=wait)
+                            action = next(attempt.gen)
+                    except BaseException:
+                        if request is not None and isinstance(action, Enroll):
+                            self._session.abandon_create(request, attempt.parent, attempt.owner)
+                        raise
                 attempt.confirmed = sent
                 try:
                     result = decode(raw)
@@ -701,7 +758,7 @@ class ZooKeeperLock(_ZooKeeperLockBase):
             self._delete_now(attempt)
             return None
         lease = Lease(self.name, outcome.token, driver=self, **self._granted_args(attempt, outcome))
-        self._track(lease, losses)
+        self._track(lease, attempt.losses)
         return lease
 
     def _delete_now(self, attempt: _Attempt) -> None:
@@ -781,7 +838,6 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
         loop = asyncio.get_running_loop()
         attempt = _Attempt(self._parent, self._session, wait=wait)
         wake = asyncio.Event()
-        losses = self._session.losses
 
         def wake_threadsafe() -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
@@ -803,6 +859,8 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
                     break
                 result, error = None, None
                 if isinstance(action, AwaitChange):
+                    if self._session.losses != attempt.losses:
+                        continue  # the session ended (its wake-up may predate the watch)
                     remaining = None if deadline is None else deadline - self.clock.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise _Timeout
@@ -812,14 +870,40 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
                     except TimeoutError:
                         raise _Timeout from None
                     continue
-                sent = self.clock.monotonic()
-                request, decode = self._start(attempt, action, arm)
-                try:
-                    raw = await self._await(request)
-                except BaseException:
+                for tries in range(_READ_RETRIES + 1):
+                    budget = self._reconnect_budget(wait, deadline)
+                    if budget > 0:
+                        until = time.monotonic() + budget
+                        while (
+                            self._backend.client.state != KazooState.CONNECTED
+                            and time.monotonic() < until
+                        ):
+                            wake.clear()
+                            with contextlib.suppress(TimeoutError):
+                                async with asyncio.timeout(until - time.monotonic()):
+                                    await wake.wait()
+                    sent = self.clock.monotonic()
                     if isinstance(action, Enroll):
-                        self._session.abandon_create(request, attempt.parent, attempt.owner)
-                    raise
+                        attempt.losses = self._session.losses
+                    request = None
+                    try:
+                        request, decode = self._start(attempt, action, arm)
+                        raw = await self._await(request)
+                        break
+                    except BackendUnavailable:
+                        if request is not None and isinstance(action, Enroll):
+                            self._session.abandon_create(request, attempt.parent, attempt.owner)
+                        if not self._may_retry(wait, tries, deadline):
+                            raise
+                        if isinstance(action, Enroll):
+                            # Its node may exist: the janitor removes it by owner id, and
+                            # this acquire enrolls afresh under a new owner id.
+                            attempt = _Attempt(self._parent, self._session, wait=wait)
+                            action = next(attempt.gen)
+                    except BaseException:
+                        if request is not None and isinstance(action, Enroll):
+                            self._session.abandon_create(request, attempt.parent, attempt.owner)
+                        raise
                 attempt.confirmed = sent
                 try:
                     result = decode(raw)
@@ -846,7 +930,7 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
         lease = AsyncLease(
             self.name, outcome.token, driver=self, **self._granted_args(attempt, outcome)
         )
-        self._track(lease, losses)
+        self._track(lease, attempt.losses)
         return lease
 
     async def _delete_now(self, attempt: _Attempt) -> None:

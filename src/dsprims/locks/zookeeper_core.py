@@ -45,6 +45,7 @@ __all__ = [
     "Granted",
     "LeaseEffect",
     "ListContenders",
+    "Listing",
     "MakeParent",
     "Outcome",
     "ParentMissing",
@@ -203,9 +204,24 @@ class MakeParent:
 
 @dataclass(frozen=True, slots=True)
 class ListContenders:
-    """List the children of the lock znode (result: ``list[str]``)."""
+    """List the children of the lock znode (result: :class:`Listing`)."""
 
     parent: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The result of :class:`ListContenders`.
+
+    Attributes:
+        children: the child names.
+        stale: the session that created this contender's node has ended since (kazoo said
+            LOST): the node is gone or about to go, even if it is still listed, so the
+            contender must enroll again instead of waiting behind a dead node.
+    """
+
+    children: list[str]
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,10 +303,10 @@ def acquire_protocol(parent: str, owner: str, *, wait: bool) -> Generator[Action
             return Granted(enrolled.path, enrolled.token)
         mine = enrolled.path.rsplit("/", 1)[1]
         while True:
-            children = yield ListContenders(parent)
-            assert isinstance(children, list)
-            where = position(children, mine)
-            if where.missing:
+            listing = yield ListContenders(parent)
+            assert isinstance(listing, Listing)
+            where = position(listing.children, mine)
+            if where.missing or listing.stale:
                 break  # the session ended and took the node with it: enroll again
             if where.granted:
                 return Granted(enrolled.path, enrolled.token)
