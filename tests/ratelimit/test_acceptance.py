@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from typing import Any
 
 import pytest
@@ -61,8 +62,12 @@ def test_threads_and_processes_never_over_admit(
 def test_short_buckets_keep_their_state(redis_backend: RedisBackend, key_prefix: str) -> None:
     """capacity / rate = 0.4 s: the key must live and limit (one peer expires it at once)."""
     bucket = TokenBucket(2.5, 1, backend=redis_backend, prefix=key_prefix)
+    started = time.monotonic()
     assert bucket.try_acquire("k").allowed
-    assert not bucket.try_acquire("k").allowed
+    second = bucket.try_acquire("k")
+    if time.monotonic() - started < 0.35:  # a loaded machine may take longer than the refill
+        assert not second.allowed
+        assert 0 < second.retry_after <= 0.4
     (key,) = list(redis_backend.client.scan_iter(match=f"{key_prefix}:*"))
     assert 0 < redis_backend.client.pttl(key) <= 402
 

@@ -353,7 +353,7 @@ def test_composite_with_the_local_fallback(
     try:
         kw: dict[str, Any] = {"backend": backend, "prefix": key_prefix}
         both = CompositeLimiter(
-            [TokenBucket(5, 2, **kw), SlidingWindowLog(5, 10.0, **kw)], on_outage="local"
+            [TokenBucket(0.1, 2, **kw), SlidingWindowLog(5, 10.0, **kw)], on_outage="local"
         )
         redis_server.kill()
         try:
@@ -388,7 +388,7 @@ async def test_async_twins_on_redis(async_redis: Any, key_prefix: str) -> None:
     await bucket.reset("k")
     assert (await both.try_acquire("k", 2)).allowed
     assert not (await both.peek("k")).allowed
-    server_time = AsyncTokenBucket(100, 1, backend=async_redis, prefix=key_prefix)
+    server_time = AsyncTokenBucket(0.01, 1, backend=async_redis, prefix=key_prefix)
     assert (await server_time.try_acquire("s")).allowed
     assert not (await server_time.try_acquire("s")).allowed
 
@@ -397,7 +397,7 @@ async def test_async_outage_fails_closed(redis_server: RedisServerProcess, key_p
     backend = async_backend_from_url(redis_server.url, timeout=0.5)
     try:
         bucket = AsyncTokenBucket(3, 3, backend=backend, prefix=key_prefix)
-        local = AsyncTokenBucket(3, 1, backend=backend, prefix=key_prefix, on_outage="local")
+        local = AsyncTokenBucket(0.1, 1, backend=backend, prefix=key_prefix, on_outage="local")
         assert (await bucket.try_acquire("k")).allowed
         redis_server.kill()
         try:
