@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dsprims import (
     AsyncFencedStore,
     BackendUnavailable,
     FencedStore,
+    MemoryBackend,
     StaleTokenError,
     backend_from_url,
 )
@@ -200,3 +203,37 @@ def test_ensemble_lock_survives_killing_the_leader(
     finally:
         backend.close()
         zookeeper_ensemble.ensure_running()
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 6), st.booleans()),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_zookeeper_fence_agrees_with_the_memory_fence(
+    zookeeper_backend: ZooKeeperBackend, ops: list[tuple[str, int, bool]]
+) -> None:
+    import uuid
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    memory = FencedStore("diff", backend=MemoryBackend())
+    zk = FencedStore("diff", backend=zookeeper_backend, prefix=prefix)
+    # A second writer on the same znodes makes the versioned CAS path run too.
+    other = ZooKeeperFence("diff", zookeeper_backend, prefix=prefix)
+    for i, (key, token, via_other) in enumerate(ops):
+        value = f"v{i}" if i % 2 else f"v{i}".encode()
+        outcomes = []
+        for store in (memory, other if via_other else zk):
+            try:
+                store.write(key, value, token)
+                outcomes.append("ok")
+            except StaleTokenError:
+                outcomes.append("stale")
+        assert outcomes[0] == outcomes[1], (key, token)
+    for key in ("a", "b"):
+        assert memory.read(key) == zk.read(key)

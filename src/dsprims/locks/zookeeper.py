@@ -37,12 +37,14 @@ Guarantees:
   client reconnects (kazoo issue #732). Ephemeral nodes vanish with their session anyway.
 
 Failure modes: every request is bounded by the backend's ``timeout`` and raises
-:class:`~dsprims.BackendUnavailable` when the server does not answer in time; a lease whose
-session cannot be confirmed becomes lost at its local deadline (conservative: the session may in
-fact have survived). The session timeout used for the deadline is the one the client asked for;
-a server configured with a smaller ``maxSessionTimeout`` would negotiate it down, so pass
-``session_timeout=`` when that is the case. Deleting a contender node by hand is noticed at the
-next heartbeat.
+:class:`~dsprims.BackendUnavailable` when the server does not answer in time (a *waiting*
+acquire first waits up to that long for the client to reconnect, re-sends its reads, and
+enrolls again under a new owner id if its session expired or its enrollment was cut off); a
+lease whose session cannot be confirmed becomes lost at its local deadline (conservative: the
+session may in fact have survived). The session timeout used for the deadline is the one the
+client asked for; a server configured with a smaller ``maxSessionTimeout`` would negotiate it
+down, so pass ``session_timeout=`` when that is the case. Deleting a contender node by hand is
+noticed at the next heartbeat.
 """
 
 from __future__ import annotations
