@@ -293,6 +293,8 @@ class _BreakerBase:
                 f"got {type(backend).__name__}"
             )
         self._stack: ContextVar[tuple[Any, ...]] = ContextVar(f"dsprims-breaker-{name}")
+        self._last_sync: tuple[Any, Any] = (None, None)
+        self._last_async: tuple[Any, Any] = (None, None)
 
     _is_async = False
 
@@ -381,46 +383,99 @@ def _shared_engine(backend: MemoryBackend, key: str, make: Callable[[], _Engine]
     return engine
 
 
-async def _acall(
-    engine: _Engine, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-) -> R:
-    # The one async call path, shared by CircuitBreaker.acall and AsyncCircuitBreaker.call.
-    e = engine
-    if e.alink is not None and not e.alink.started:
-        await _start_async_link(e, e.alink)
-    gen = e.closed_gen
-    trial = False
-    if gen < 0:
-        now = e.now()
-        until = e.reject_until
-        if now < until and not e.call_listeners:
-            e.count_rejection()
-            raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
-        adm = e.acquire() if e.alink is None else await _acquire_async(e)
-        gen = adm.generation
-        trial = adm.trial
-    t0 = e.mono() if e.timed else 0.0
-    try:
-        result = await fn(*args, **kwargs)
-    except BaseException as exc:
-        follow = e.finish(gen, trial, e.classify(exc), e.mono() - t0 if e.timed else 0.0, exc)
+def _guard_sync(engine: _Engine, fn: Callable[P, R]) -> Callable[P, R]:
+    """The one sync call path, with ``fn`` bound (the decorator returns it as the wrapper)."""
+
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        e = engine
+        gen = e.closed_gen
+        trial = False
+        if gen < 0:
+            # Rejection inline (no extra frame to unwind): an open period that has not ended.
+            now = e.now()
+            until = e.reject_until
+            if now < until and not e.call_listeners:
+                rejections = e.rejections  # _Engine.count_rejection, inlined
+                rejections.append(None)
+                if len(rejections) > 1024:
+                    e.fold_rejections()
+                raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
+            adm = e.acquire()
+            gen = adm.generation
+            trial = adm.trial
+        t0 = e.mono() if e.timed else 0.0
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            e.finish(gen, trial, e.classify(exc), e.mono() - t0 if e.timed else 0.0, exc)
+            raise
+        if e.quiet:
+            return result  # recording this success would change nothing (see _Engine.quiet)
+        if e.plain and not trial:
+            e.success(gen)
+        else:
+            e.finish(
+                gen,
+                trial,
+                SUCCESS if e.record_result is None else e.result_code(result),
+                e.mono() - t0 if e.timed else 0.0,
+            )
+        return result
+
+    return guarded
+
+
+def _guard_async(
+    engine: _Engine, fn: Callable[P, Awaitable[R]]
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The one async call path, with ``fn`` bound.
+
+    ``AsyncCircuitBreaker.call`` and ``CircuitBreaker.acall`` run it once; the decorators return
+    it as the wrapper itself, so a decorated call builds one coroutine, not two.
+    """
+
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        e = engine
+        if e.alink is not None and not e.alink.started:
+            await _start_async_link(e, e.alink)
+        gen = e.closed_gen
+        trial = False
+        if gen < 0:
+            now = e.now()
+            until = e.reject_until
+            if now < until and not e.call_listeners:
+                rejections = e.rejections  # _Engine.count_rejection, inlined
+                rejections.append(None)
+                if len(rejections) > 1024:
+                    e.fold_rejections()
+                raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
+            adm = e.acquire() if e.alink is None else await _acquire_async(e)
+            gen = adm.generation
+            trial = adm.trial
+        t0 = e.mono() if e.timed else 0.0
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            follow = e.finish(gen, trial, e.classify(exc), e.mono() - t0 if e.timed else 0.0, exc)
+            if follow is not None:
+                await _drive_async(e, follow)
+            raise
+        if e.quiet:
+            return result  # recording this success would change nothing (see _Engine.quiet)
+        if e.plain and not trial:
+            follow = e.success(gen)
+        else:
+            follow = e.finish(
+                gen,
+                trial,
+                SUCCESS if e.record_result is None else e.result_code(result),
+                e.mono() - t0 if e.timed else 0.0,
+            )
         if follow is not None:
             await _drive_async(e, follow)
-        raise
-    if e.quiet:
-        return result  # recording this success would change nothing (see _Engine.quiet)
-    if e.plain and not trial:
-        follow = e.success(gen)
-    else:
-        follow = e.finish(
-            gen,
-            trial,
-            SUCCESS if e.record_result is None else e.result_code(result),
-            e.mono() - t0 if e.timed else 0.0,
-        )
-    if follow is not None:
-        await _drive_async(e, follow)
-    return result
+        return result
+
+    return guarded
 
 
 async def _start_async_link(e: _Engine, link: AsyncFleetLink) -> None:
@@ -500,40 +555,29 @@ class CircuitBreaker(_BreakerBase):
             BaseException: whatever ``fn`` raised, after recording it.
         """
         e = self._engine
-        gen = e.closed_gen
-        trial = False
-        if gen < 0:
-            # Rejection inline (no extra frame to unwind): an open period that has not ended.
+        if e.closed_gen < 0:
+            # The guard's rejection fast path, repeated here so a rejection unwinds one frame.
             now = e.now()
             until = e.reject_until
             if now < until and not e.call_listeners:
-                e.count_rejection()
+                rejections = e.rejections
+                rejections.append(None)
+                if len(rejections) > 1024:
+                    e.fold_rejections()
                 raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
-            adm = e.acquire()
-            gen = adm.generation
-            trial = adm.trial
-        t0 = e.mono() if e.timed else 0.0
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            e.finish(gen, trial, e.classify(exc), e.mono() - t0 if e.timed else 0.0, exc)
-            raise
-        if e.quiet:
-            return result  # recording this success would change nothing (see _Engine.quiet)
-        if e.plain and not trial:
-            e.success(gen)
+        last = self._last_sync
+        if last[0] is fn:
+            guarded: Callable[P, R] = last[1]
         else:
-            e.finish(
-                gen,
-                trial,
-                SUCCESS if e.record_result is None else e.result_code(result),
-                e.mono() - t0 if e.timed else 0.0,
-            )
-        return result
+            # Remember the guard of the last function: repeated ``call(fn)`` reuse it. A race
+            # between threads only builds one guard more.
+            guarded = _guard_sync(e, fn)
+            self._last_sync = (fn, guarded)
+        return guarded(*args, **kwargs)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` under the breaker (see :meth:`call`)."""
-        return await _acall(self._engine, fn, *args, **kwargs)
+        return await _guard_async(self._engine, fn)(*args, **kwargs)
 
     @overload
     def __call__(
@@ -546,20 +590,8 @@ class CircuitBreaker(_BreakerBase):
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a function (plain or ``async def``) so every call goes through the breaker."""
         if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+            return functools.wraps(fn)(_guard_async(self._engine, fn))
+        return functools.wraps(fn)(_guard_sync(self._engine, fn))
 
     def try_acquire(self) -> Permit:
         """Ask for permission for one call; settle the returned permit when it is done.
@@ -665,7 +697,14 @@ class AsyncCircuitBreaker(_BreakerBase):
             CircuitOpenError: the breaker rejected the call (``fn`` did not run).
             BaseException: whatever ``fn`` raised, after recording it.
         """
-        return _acall(self._engine, fn, *args, **kwargs)
+        e = self._engine
+        last = self._last_async
+        if last[0] is fn:
+            guarded: Callable[P, Coroutine[Any, Any, R]] = last[1]
+        else:
+            guarded = _guard_async(e, fn)
+            self._last_async = (fn, guarded)
+        return guarded(*args, **kwargs)
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, R]]
@@ -673,13 +712,7 @@ class AsyncCircuitBreaker(_BreakerBase):
         """Decorate an ``async def`` function so every call goes through the breaker."""
         if not inspect.iscoroutinefunction(fn):
             raise TypeError("AsyncCircuitBreaker decorates async def functions only")
-        call = self.call
-
-        @functools.wraps(fn)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return await call(fn, *args, **kwargs)
-
-        return wrapper
+        return functools.wraps(fn)(_guard_async(self._engine, fn))
 
     async def try_acquire(self) -> AsyncPermit:
         """See :meth:`CircuitBreaker.try_acquire`; settle the permit with ``await``."""
