@@ -52,6 +52,7 @@ def test_token_bucket_interval_rounds_up_to_whole_microseconds() -> None:
         ({"rate": 1, "capacity": math.inf}, ConfigurationError, "capacity"),
         ({"rate": 1, "capacity": True}, TypeError, "capacity"),
         ({"rate": 1e-9, "capacity": 10**9}, ConfigurationError, "capacity"),
+        ({"rate": 5e-324, "capacity": 1}, ConfigurationError, "rate"),
     ],
 )
 def test_token_bucket_params_reject_bad_values(

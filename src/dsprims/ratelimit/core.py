@@ -144,6 +144,11 @@ class TokenBucketParams:
         rate = _finite_positive("rate", self.rate)
         capacity = _whole("capacity", self.capacity, 1)
         exact = US_PER_SECOND / rate
+        if exact * capacity >= MAX_EXACT // 4:  # also catches 1e6 / 5e-324 == inf
+            raise ConfigurationError(
+                f"capacity / rate is too long ({capacity} tokens at {rate!r}/s): "
+                f"the bucket must refill within about 70 years"
+            )
         nearest = round(exact)
         # 1e6 / (1e6 / 86400) is 86400.00000000001 in floats: snap such dust to the whole value.
         interval = nearest if abs(exact - nearest) <= 1e-9 * exact else math.ceil(exact)
