@@ -336,3 +336,31 @@ async def test_async_twins_share_the_core(manual_clock: ManualClock) -> None:
     await both.reset("k")
     assert (await both.peek("k", 2)).allowed
     assert math.isclose((await log.peek("k")).remaining, 2)
+
+
+@pytest.mark.parametrize("algo", list(SYNC))
+@given(
+    key=st.one_of(st.none(), st.integers(), st.binary(), st.just(""), st.lists(st.text())),
+    cost=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(),
+        st.none(),
+        st.booleans(),
+        st.integers(max_value=-1),
+        st.integers(min_value=4),
+    ),
+)
+def test_any_bad_argument_raises_clearly_and_changes_nothing(
+    algo: str, key: Any, cost: Any
+) -> None:
+    clock = ManualClock(start=1000.0)
+    limiter = SYNC[algo](clock=clock)
+    limiter.try_acquire("k", 2)
+    before = limiter.peek("k")
+    with pytest.raises((TypeError, ValueError)) as info:
+        limiter.try_acquire(key, 1)
+    assert "key" in str(info.value)
+    with pytest.raises((TypeError, ValueError)) as info:
+        limiter.try_acquire("k", cost)
+    assert "cost" in str(info.value)
+    assert limiter.peek("k") == before
