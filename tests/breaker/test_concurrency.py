@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 import pytest
@@ -188,3 +189,26 @@ def test_stale_generation_results_are_discarded(permits: int) -> None:
     for t in trials:
         t.success()
     assert state_of(b) is BreakerState.CLOSED
+
+
+def test_rejections_are_counted_exactly_across_threads() -> None:
+    b = CircuitBreaker("count-rejections")
+    b.force_open()
+    go = threading.Barrier(8, timeout=30)
+
+    def worker() -> None:
+        go.wait()
+        for i in range(1000):
+            with contextlib.suppress(CircuitOpenError):
+                b.call(int)
+            if i % 100 == 0:
+                b.metrics()  # reading the counter must not count as a rejection
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert b.metrics().not_permitted_calls == 8000
+    b.reset()
+    assert b.metrics().not_permitted_calls == 0

@@ -16,6 +16,7 @@ after letting go, so no event is stranded and callbacks never run concurrently.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import random
@@ -137,10 +138,14 @@ class _Engine:
         #: While OPEN (or FORCED_OPEN): the time before which calls are rejected without the
         #: core; -inf otherwise.
         self.reject_until = -math.inf
+        #: Rejections counted under the lock (slow path).
         self.rejected = 0
-        #: Rejections not yet folded into ``rejected``: ``deque.append`` is thread-safe on its
-        #: own, so the rejection fast path needs no lock (see :meth:`count_rejection`).
-        self.rejections: deque[None] = deque()
+        #: The rejection fast path counts with one C call, ``next(rejection_ticks)``, instead
+        #: of the lock (an atomic increment in CPython). Reading the count takes a tick too;
+        #: ``_tick_reads`` remembers how many, ``_tick_base`` where the last reset left it.
+        self.rejection_ticks = itertools.count()
+        self._tick_reads = 0
+        self._tick_base = 0
         self.pending: deque[Any] = deque()
         self.dispatching = threading.Lock()
         self.state_listeners: list[Listener] = []
@@ -180,21 +185,24 @@ class _Engine:
                 self.reject_until = -math.inf
 
     def count_rejection(self) -> None:
-        """Count one rejection without the lock (folded into ``rejected`` in batches)."""
-        rejections = self.rejections
-        rejections.append(None)
-        if len(rejections) > 1024:
-            self.fold_rejections()
+        """Count one rejection without the lock."""
+        next(self.rejection_ticks)
 
-    def fold_rejections(self) -> int:
-        """Move counted rejections into ``rejected``; returns the total."""
+    def _fast_rejections(self) -> int:
+        # Lock held. The tick we take to read the counter is not a rejection.
+        ticks = next(self.rejection_ticks) - self._tick_reads
+        self._tick_reads += 1
+        return ticks
+
+    def rejections_total(self) -> int:
+        """Rejections since creation or the last reset."""
         with self.lock:
-            rejections = self.rejections
-            # Pop exactly what was counted; appends racing with us stay for the next fold.
-            for _ in range(len(rejections)):
-                rejections.popleft()
-                self.rejected += 1
-            return self.rejected
+            return self.rejected + self._fast_rejections() - self._tick_base
+
+    def _reset_rejections(self) -> None:
+        # Lock held.
+        self._tick_base = self._fast_rejections()
+        self.rejected = 0
 
     def add_call_listener(self, listener: Listener) -> None:
         """Register a call listener (every outcome must now go through ``finish``)."""
@@ -430,11 +438,10 @@ class _Engine:
         """Move to ``target`` now (manual control); fleet round trips as in :meth:`finish`."""
         if self.link is not None or self.alink is not None:
             if reset:
-                self.fold_rejections()
                 with self.lock:
                     self.window.reset()
                     self.quiet = False
-                    self.rejected = 0
+                    self._reset_rejections()
             params = self.params
             return self._follow(
                 self.shared_steps(
@@ -447,8 +454,6 @@ class _Engine:
                     None,
                 )
             )
-        if reset:
-            self.fold_rejections()
         with self.lock:
             new, transitions = manual_transition(
                 self.snap,
@@ -463,7 +468,7 @@ class _Engine:
             if reset:
                 self.window.reset()
                 self.quiet = False
-                self.rejected = 0
+                self._reset_rejections()
         self.drain()
         return None
 
@@ -486,7 +491,6 @@ class _Engine:
     def metrics(self) -> BreakerMetrics:
         """A consistent snapshot of the statistics."""
         self.state()
-        self.fold_rejections()
         with self.lock:
             now = self.now()
             snap = self.snap
@@ -494,7 +498,7 @@ class _Engine:
                 # As ``state`` reports it: what time alone has done since the last round trip.
                 snap = advance(snap, now, self.params, 0.5)[0]
             c = self.window.counts(self.mono())
-            rejected = self.rejected
+            rejected = self.rejected + self._fast_rejections() - self._tick_base
         enough = c.calls >= self.params.effective_minimum_calls and c.calls > 0
         return BreakerMetrics(
             name=self.name,

@@ -395,10 +395,7 @@ def _guard_sync(engine: _Engine, fn: Callable[P, R]) -> Callable[P, R]:
             now = e.now()
             until = e.reject_until
             if now < until and not e.call_listeners:
-                rejections = e.rejections  # _Engine.count_rejection, inlined
-                rejections.append(None)
-                if len(rejections) > 1024:
-                    e.fold_rejections()
+                next(e.rejection_ticks)  # _Engine.count_rejection, inlined
                 raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
             adm = e.acquire()
             gen = adm.generation
@@ -444,10 +441,7 @@ def _guard_async(
             now = e.now()
             until = e.reject_until
             if now < until and not e.call_listeners:
-                rejections = e.rejections  # _Engine.count_rejection, inlined
-                rejections.append(None)
-                if len(rejections) > 1024:
-                    e.fold_rejections()
+                next(e.rejection_ticks)  # _Engine.count_rejection, inlined
                 raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
             adm = e.acquire() if e.alink is None else await _acquire_async(e)
             gen = adm.generation
@@ -560,10 +554,7 @@ class CircuitBreaker(_BreakerBase):
             now = e.now()
             until = e.reject_until
             if now < until and not e.call_listeners:
-                rejections = e.rejections
-                rejections.append(None)
-                if len(rejections) > 1024:
-                    e.fold_rejections()
+                next(e.rejection_ticks)  # _Engine.count_rejection, inlined
                 raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
         last = self._last_sync
         if last[0] is fn:
