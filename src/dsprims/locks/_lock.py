@@ -38,7 +38,7 @@ from dsprims.locks.core import (
     plan_wait,
 )
 from dsprims.locks.lease import AsyncLease, Lease, LeaseBase, OnLost
-from dsprims.timesource import SYSTEM_CLOCK, Clock
+from dsprims.timesource import SYSTEM_CLOCK, Clock, SystemClock
 
 __all__ = ["AsyncLockBase", "AsyncLockStore", "LockBase", "LockStore"]
 
@@ -170,6 +170,9 @@ class _Common:
         self.params = params
         #: The clock leases keep their deadlines on (the system clock unless one was passed).
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        # The watchdog waits in real time; a virtual clock (tests) would make its renewals fire
+        # at arbitrary points of the test, so with one, leases renew only through extend().
+        self._watchdog = isinstance(self.clock, SystemClock)
         if on_lost is not None and not callable(on_lost):
             raise TypeError("on_lost must be callable or None")
         self.on_lost = on_lost
@@ -305,7 +308,7 @@ class LockBase(_Common):
 
     def _watch(self, ref: weakref.ref[Lease], delay: float | None = None) -> None:
         lease = ref()
-        if lease is None:
+        if lease is None or not self._watchdog:
             return
         if delay is None:
             action, value = self._plan(lease)
@@ -472,7 +475,7 @@ class AsyncLockBase(_Common):
 
     def _watch(self, ref: weakref.ref[AsyncLease], delay: float | None = None) -> None:
         lease = ref()
-        if lease is None:
+        if lease is None or not self._watchdog:
             return
         if delay is None:
             action, value = self._plan(lease)

@@ -241,7 +241,8 @@ class MemoryLock(LockBase):
         clock_drift: fraction of ``ttl`` the local deadline keeps in reserve.
         fencing: ``"clock"`` (default) or ``"counter"``; see :mod:`dsprims.locks.core`.
         on_lost: ``on_lost(lease)``, called once when a lease is lost.
-        clock: the clock for deadlines and waiting (default: the system clock).
+        clock: the clock for deadlines and waiting (default: the system clock; with any
+            other clock the watchdog is off and leases renew only through ``extend()``).
         prefix: key namespace.
 
     Example:

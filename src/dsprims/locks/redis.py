@@ -387,7 +387,8 @@ class RedisLock(LockBase):
         clock_drift: fraction of ``ttl`` the local deadline keeps in reserve.
         fencing: ``"clock"`` (default, survives a restart of a non-persistent Redis) or
             ``"counter"`` (for AOF/``WAIT`` deployments); see the module docstring.
-        clock: pin time for tests (the scripts then use this clock, not the server's TIME).
+        clock: pin time for tests (the scripts then use this clock, not the server's TIME;
+            the watchdog is off with any clock but the system clock).
         prefix: key namespace.
         wait_slice: the longest single BLPOP, below the client's socket timeout (default:
             half of it, at most 2 s); waiters refresh their queue entry this often.

@@ -479,7 +479,7 @@ class Redlock(LockBase):
             between 0.05 and 1.0).
         retry_delay: the random extra delay (upper bound, seconds) before retrying a round
             that did not reach a majority.
-        clock: pin time for tests.
+        clock: pin time for tests (the watchdog is off with any clock but the system clock).
         prefix: key namespace.
     """
 
