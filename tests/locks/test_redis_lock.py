@@ -237,7 +237,12 @@ def test_wait_replicas(redis_server: Any, key_prefix: str, tmp_path: Any) -> Non
             time.sleep(0.05)
         watcher.close()
         durable = RedisLock(
-            "w", backend=backend, prefix=key_prefix, wait_replicas=1, fencing="counter"
+            "w",
+            backend=backend,
+            prefix=key_prefix,
+            wait_replicas=1,
+            wait_timeout=0.9,  # generous: the machine is shared (below the 1 s socket timeout)
+            fencing="counter",
         )
         admin = redis_server.client()
         admin.script_flush()  # the pipelined grant reloads its script
