@@ -55,3 +55,36 @@ def test_redis_scripts_match_the_core(
             o = owner if op == "leave_owner" else ""
             memory.leave(o, ticket)
             redis.leave(o, ticket)
+
+
+WRITES = st.lists(
+    st.tuples(
+        st.sampled_from(["k1", "k{2}", "ключ"]),
+        st.one_of(st.text(max_size=8), st.binary(max_size=8)),
+        st.one_of(st.integers(0, 20), st.sampled_from([2**53 - 1, 2**53, 2**53 + 1, 2**63 - 1])),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@given(writes=WRITES)
+def test_fenced_store_agrees_with_memory(
+    redis_backend: Any, key_prefix: str, writes: list[tuple[str, str | bytes, int]]
+) -> None:
+    from dsprims import StaleTokenError
+    from dsprims.locks import FencedStore
+
+    namespace = f"ns{next(_RUN)}"
+    memory = FencedStore(namespace, backend=MemoryBackend())
+    redis = FencedStore(namespace, backend=redis_backend, prefix=key_prefix)
+    for key, value, token in writes:
+        outcomes = []
+        for store in (memory, redis):
+            try:
+                store.write(key, value, token)
+                outcomes.append("ok")
+            except StaleTokenError:
+                outcomes.append("stale")
+        assert outcomes[0] == outcomes[1], (key, token)
+        assert memory.read(key) == redis.read(key)
