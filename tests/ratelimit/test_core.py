@@ -231,3 +231,30 @@ def test_retry_after_is_exact(
             assert runner.step(now + retry - 1, cost, False)[0] == 0
             assert runner.step(now + retry, cost, False)[0] == 1
             now += retry
+
+
+def test_gcra_reservations_keep_the_schedule() -> None:
+    """Booked admissions follow each other exactly one interval apart, after the burst."""
+    from dsprims.ratelimit.core import gcra_decide, gcra_reserve
+
+    p = TokenBucketParams(4, 2)  # T = 250_000 us, tau = 500_000 us
+    tat, now = BASE_US, BASE_US
+    waits = []
+    for _ in range(5):
+        reserved, remaining, wait, _reset, tat = gcra_reserve(
+            p.interval_us, p.tolerance_us, tat, now, 1, 2**52
+        )
+        assert reserved
+        assert remaining == 0 or wait == 0
+        waits.append(wait)
+    assert waits == [0, 0, 250_000, 500_000, 750_000]
+    # a plain decision sees the queue: no tokens, admission after the last booking
+    allowed, remaining, retry, _reset, _ = gcra_decide(
+        p.interval_us, p.tolerance_us, tat, now, 1, True
+    )
+    assert (allowed, remaining, retry) == (False, 0, 1_000_000)
+    # a booking that would wait too long books nothing and says how long it would have been
+    reserved, _rem, wait, _reset, same = gcra_reserve(
+        p.interval_us, p.tolerance_us, tat, now, 1, 999_999
+    )
+    assert (reserved, wait, same) == (False, 1_000_000, tat)

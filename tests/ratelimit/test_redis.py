@@ -22,6 +22,7 @@ from dsprims import (
     ConfigurationError,
     ManualClock,
     MemoryBackend,
+    RateLimitExceeded,
     SlidingWindowCounter,
     SlidingWindowLog,
     TokenBucket,
@@ -117,6 +118,38 @@ def test_memory_and_redis_decide_identically(
             assert remote.try_acquire(key, cost) == memory.try_acquire(key, cost)
         else:
             assert remote.peek(key, cost) == memory.peek(key, cost)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=600_000),  # time between calls, us
+            st.integers(min_value=0, max_value=3),  # cost
+            st.sampled_from([None, 0.0, 0.1, 0.5]),  # timeout
+        ),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_blocking_acquire_books_identically(
+    redis_backend: RedisBackend, key_prefix: str, steps: list[tuple[int, int, float | None]]
+) -> None:
+    """The token bucket's acquire (a reservation) on memory and Redis, with time pinned."""
+    mem_clock, redis_clock = ManualClock(start=1000.0), ManualClock(start=1000.0)
+    memory = TokenBucket(5, 3, clock=mem_clock)
+    remote = TokenBucket(5, 3, clock=redis_clock, backend=redis_backend, prefix=key_prefix)
+    key = f"book-{uuid.uuid4().hex}"
+    for dt, cost, timeout in steps:
+        mem_clock.advance(dt / 1e6)
+        redis_clock.advance(dt / 1e6)
+        outcomes = []
+        for limiter in (memory, remote):
+            try:
+                outcomes.append(limiter.acquire(key, cost, timeout=timeout))
+            except RateLimitExceeded as exc:
+                outcomes.append(exc.decision)
+        assert outcomes[0] == outcomes[1]
+        assert mem_clock.monotonic() == redis_clock.monotonic()  # slept the same
 
 
 # -- server time, keys and TTLs ----------------------------------------------------------------
@@ -250,6 +283,10 @@ def test_outage_policies(
             assert all(d.degraded for d in fallback)
             local_logs = [r for r in caplog.records if "on_outage='local'" in r.getMessage()]
             assert len(local_logs) == 1  # once per outage, not once per decision
+            # the blocking acquire follows the same policy
+            with pytest.raises(BackendUnavailable):
+                closed.acquire("k", timeout=0.1)
+            assert local.acquire("other", timeout=0).degraded
         finally:
             if how == "freeze":
                 redis_server.thaw()

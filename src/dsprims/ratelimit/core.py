@@ -55,6 +55,7 @@ __all__ = [
     "check_cost",
     "counter_decide",
     "gcra_decide",
+    "gcra_reserve",
     "log_decide",
     "seconds_to_us",
 ]
@@ -193,7 +194,44 @@ def gcra_decide(
         if not consume:
             new_tat = base
         return True, (now + tolerance_us - new_tat) // interval_us, 0, new_tat - now, new_tat
-    return False, (now + tolerance_us - base) // interval_us, allow_at - now, base - now, base
+    # Reservations (gcra_reserve) may push tat past now + tau: no tokens, not fewer than none.
+    remaining = (now + tolerance_us - base) // interval_us
+    return False, remaining if remaining > 0 else 0, allow_at - now, base - now, base
+
+
+def gcra_reserve(
+    interval_us: int, tolerance_us: int, tat: int, now: int, cost: int, max_wait_us: int
+) -> tuple[bool, int, int, int, int]:
+    """Reserve ``cost`` tokens at the earliest instant they are available, if that is soon enough.
+
+    The blocking ``acquire`` of a token bucket: instead of waiting and asking again (and losing
+    any oversleep, which a bucket cannot bank beyond its capacity), it books the admission
+    instant now and then waits for it, so waiters keep the exact schedule and are served in
+    arrival order.
+
+    Args:
+        interval_us: the emission interval ``T``.
+        tolerance_us: the burst tolerance ``tau``.
+        tat: the stored theoretical arrival time.
+        now: the current time in µs.
+        cost: tokens requested.
+        max_wait_us: the longest acceptable wait; longer waits reserve nothing.
+
+    Returns:
+        ``(reserved, remaining, wait_us, reset_after_us, new_tat)``: ``wait_us`` is the time
+        until the reserved admission (0 when admitted at once), or, when nothing was reserved,
+        the wait that would have been needed.
+    """
+    base = tat if tat > now else now
+    new_tat = base + cost * interval_us
+    wait = new_tat - tolerance_us - now
+    if wait < 0:
+        wait = 0
+    if wait <= max_wait_us:
+        remaining = (now + tolerance_us - new_tat) // interval_us
+        return True, remaining if remaining > 0 else 0, wait, new_tat - now, new_tat
+    remaining = (now + tolerance_us - base) // interval_us
+    return False, remaining if remaining > 0 else 0, wait, base - now, base
 
 
 # --------------------------------------------------------------------------------------------

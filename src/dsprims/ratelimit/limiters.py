@@ -51,6 +51,7 @@ from dsprims.ratelimit.core import (
     check_cost,
     counter_decide,
     gcra_decide,
+    gcra_reserve,
     log_decide,
 )
 from dsprims.ratelimit.decision import RateLimitDecision, decision_from_verdict
@@ -78,6 +79,8 @@ _MARGIN: Final = 0.001
 _NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 Verdict4 = tuple[bool, int, int, int]
+#: "No timeout" for a reservation: longer than any wait a valid bucket can need.
+_FOREVER_US: Final = 2**52
 #: How many validated keys a limiter remembers (then it forgets them all and starts again).
 _KNOWN_KEYS: Final = 65536
 
@@ -167,6 +170,25 @@ class _Gcra(_Algorithm):
         if allowed and consume and tat > now:
             store.transact(key, lambda _old: (None, tat), ttl=reset * 1e-6 + _MARGIN, clock=clock)
         return allowed, remaining, retry, reset
+
+    def reserve(
+        self,
+        store: MemoryBackend,
+        clock: Clock,
+        t: float,
+        now: int,
+        key: str,
+        cost: int,
+        max_wait: int,
+    ) -> Verdict4:
+        """Book an admission instant (:func:`~dsprims.ratelimit.core.gcra_reserve`)."""
+        state = store.get(key)
+        reserved, remaining, wait, reset, tat = gcra_reserve(
+            self.interval, self.tolerance, now if state is None else state, now, cost, max_wait
+        )
+        if reserved and tat > now:
+            store.transact(key, lambda _old: (None, tat), ttl=reset * 1e-6 + _MARGIN, clock=clock)
+        return reserved, remaining, wait, reset
 
 
 class _Counter(_Algorithm):
@@ -427,6 +449,41 @@ class _LimiterBase:
             return RateLimitDecision(True, remaining, 0.0, 0.0, self.limit, True)
         raise exc
 
+    # -- reservations (the token bucket's blocking acquire)
+
+    def _reserve_request(self, key: object, cost: object, timeout: object) -> tuple[str, int, int]:
+        limit = _check_timeout(timeout)
+        checked = _check_key(key) if self._store is not None else _check_remote_key(key)
+        cost = check_cost(cost, self.limit)
+        if limit is None or limit * 1e6 >= _FOREVER_US:
+            return checked, cost, _FOREVER_US
+        return checked, cost, int(limit * 1e6)
+
+    def _reserve_local(self, store: MemoryBackend, key: str, cost: int, max_wait: int) -> Verdict4:
+        algo = self._algo
+        assert isinstance(algo, _Gcra)
+        clock = self.clock
+        with store.lock:
+            t = clock.monotonic()
+            return algo.reserve(store, clock, t, _now_us(t), self._mkey(key), cost, max_wait)
+
+    def _reserve_args(self, cost: int, max_wait: int) -> list[Any]:
+        return [self._time_arg(), f"w{max_wait}", self._grace_ms, 1, *self._spec, cost]
+
+    def _reserved(
+        self, verdict: Sequence[Any], timeout: float | None
+    ) -> tuple[RateLimitDecision, float]:
+        """The decision of a reservation and the wait until its admission, or raise."""
+        reserved, remaining, wait, reset = (int(v) for v in verdict[:4])
+        if not reserved:
+            decision = decision_from_verdict(False, remaining, wait, reset, self.limit)
+            raise RateLimitExceeded(
+                f"rate limit: admission needs {decision.retry_after:.6f}s, "
+                f"beyond the timeout of {timeout}s",
+                decision,
+            )
+        return RateLimitDecision(True, remaining, 0.0, reset / 1e6, self.limit), wait / 1e6
+
     def _wait_or_raise(
         self, decision: RateLimitDecision, started: float, timeout: float | None
     ) -> float:
@@ -645,6 +702,40 @@ class TokenBucket(_SyncLimiter):
         if self._lock is not None:
             self.try_acquire = _fast_gcra(self)  # type: ignore[method-assign]
 
+    def acquire(self, key: str, cost: int = 1, timeout: float | None = None) -> RateLimitDecision:
+        """Wait until ``cost`` tokens are admitted, then return; fail fast beyond ``timeout``.
+
+        The admission instant is booked first (one decision, one round trip on Redis) and then
+        waited for on the limiter's clock, so concurrent waiters are served in arrival order and
+        the configured rate is kept exactly, however late a sleep wakes up. A caller that is
+        interrupted while waiting forfeits its booked tokens.
+
+        Args:
+            key: what is limited.
+            cost: tokens this request takes.
+            timeout: seconds to wait at most; ``None`` waits as long as needed.
+
+        Returns:
+            The admitting decision.
+
+        Raises:
+            RateLimitExceeded: admission would come later than ``timeout``; nothing is booked.
+        """
+        key, cost, max_wait = self._reserve_request(key, cost, timeout)
+        if self._store is not None:
+            verdict = self._reserve_local(self._store, key, cost, max_wait)
+        else:
+            try:
+                verdict = self.backend.evalsha(
+                    self._lua, self._redis_keys(key), self._reserve_args(cost, max_wait)
+                )
+            except BackendUnavailable:
+                # The outage policy is applied by try_acquire: wait the generic way.
+                return super().acquire(key, cost, timeout)
+        decision, wait = self._reserved(verdict, timeout)
+        self.clock.sleep(wait)
+        return decision
+
     def _describe(self) -> str:
         return f"rate={self.params.rate!r}, capacity={self.params.capacity}"
 
@@ -841,6 +932,27 @@ class AsyncTokenBucket(_AsyncLimiter):
 
             try_acquire.__doc__ = _AsyncLimiter.try_acquire.__doc__
             self.try_acquire = try_acquire  # type: ignore[method-assign]
+
+    async def acquire(
+        self,
+        key: str,
+        cost: int = 1,
+        timeout: float | None = None,  # noqa: ASYNC109 - waits on the limiter's clock
+    ) -> RateLimitDecision:
+        """See :meth:`TokenBucket.acquire` (books the admission, then ``asleep``)."""
+        key, cost, max_wait = self._reserve_request(key, cost, timeout)
+        if self._store is not None:
+            verdict = self._reserve_local(self._store, key, cost, max_wait)
+        else:
+            try:
+                verdict = await self.backend.evalsha(
+                    self._lua, self._redis_keys(key), self._reserve_args(cost, max_wait)
+                )
+            except BackendUnavailable:
+                return await super().acquire(key, cost, timeout)
+        decision, wait = self._reserved(verdict, timeout)
+        await self.clock.asleep(wait)
+        return decision
 
     def _describe(self) -> str:
         return f"rate={self.params.rate!r}, capacity={self.params.capacity}"

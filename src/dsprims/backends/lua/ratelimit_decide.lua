@@ -7,7 +7,8 @@
 --   algo "c" (sliding-window counter): 1 key, a hash: i (window index), p, c (counts)
 --   algo "l" (sliding log): 2 keys, a list of alternating time (µs), cost; a string: live total
 -- ARGV[1]  now in integer µs since the epoch, or "" to read the server's TIME
--- ARGV[2]  "1" to consume, "0" to peek, "r" to refund (give back `cost` consumed at ARGV[1] by an
+-- ARGV[2]  "1" to consume, "0" to peek, "w<max_wait_us>" to reserve (one token bucket: the
+--          blocking acquire books its admission instant), "r" to refund (give back `cost` consumed at ARGV[1] by an
 --          earlier call: the compensation step of a composite whose keys span cluster slots)
 -- ARGV[3]  grace in ms added to every TTL (for pinned clocks; 0 with server time)
 -- ARGV[4]  n, the number of limiters; then 5 values per limiter: algo, p1, p2, p3, cost
@@ -27,6 +28,11 @@ else
 end
 local consume = ARGV[2] == '1'
 local refund = ARGV[2] == 'r'
+-- "w<max_wait_us>": reserve (token bucket only, one limiter).
+local reserve_max = nil
+if string.sub(ARGV[2], 1, 1) == 'w' then
+  reserve_max = tonumber(string.sub(ARGV[2], 2))
+end
 local grace = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 
@@ -62,7 +68,42 @@ local function gcra(k, interval, tolerance, cost, write)
     end
     return {1, idiv(now + tolerance - new_tat, interval), 0, new_tat - now}
   end
-  return {0, idiv(now + tolerance - base, interval), allow_at - now, base - now}
+  local remaining = idiv(now + tolerance - base, interval)
+  if remaining < 0 then
+    remaining = 0
+  end
+  return {0, remaining, allow_at - now, base - now}
+end
+
+-- The blocking acquire of a token bucket: book the earliest admission instant if the wait is at
+-- most max_wait (core.gcra_reserve). Returns allowed (reserved), remaining, wait_us, reset_us.
+local function gcra_reserve(k, interval, tolerance, cost, max_wait)
+  local key = KEYS[k]
+  local tat = tonumber(redis.call('GET', key))
+  local base = now
+  if tat and tat > now then
+    base = tat
+  end
+  local new_tat = base + cost * interval
+  local wait = new_tat - tolerance - now
+  if wait < 0 then
+    wait = 0
+  end
+  if wait <= max_wait then
+    if new_tat > now then
+      redis.call('SET', key, string.format('%d', new_tat), 'PX', ttl_ms(new_tat - now))
+    end
+    local remaining = idiv(now + tolerance - new_tat, interval)
+    if remaining < 0 then
+      remaining = 0
+    end
+    return {1, remaining, wait, new_tat - now}
+  end
+  local remaining = idiv(now + tolerance - base, interval)
+  if remaining < 0 then
+    remaining = 0
+  end
+  return {0, remaining, wait, base - now}
 end
 
 local function counter(k, limit, w, tick, cost, write)
@@ -299,7 +340,13 @@ if refund then
 end
 
 local verdicts = {}
-if n == 1 then
+if reserve_max then
+  local s = specs[1]
+  if n ~= 1 or s[1] ~= 't' then
+    return redis.error_reply('reservations are for one token bucket')
+  end
+  verdicts[1] = gcra_reserve(s[6], s[2], s[3], s[5], reserve_max)
+elseif n == 1 then
   verdicts[1] = run(specs[1], consume)
 else
   local all = true
