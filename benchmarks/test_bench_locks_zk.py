@@ -10,11 +10,25 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from kazoo.recipe.lock import Lock
 
 from dsprims.locks.zookeeper import AsyncZooKeeperLock, ZooKeeperLock
 
 GROUP = "locks: ZooKeeper acquire+release (uncontended)"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_server(_dsprims_zookeeper_session: Any) -> None:
+    """Warm up the freshly started JVM first, so the first benchmark is not the slowest."""
+    client = _dsprims_zookeeper_session.client()
+    parent = f"/warm{uuid.uuid4().hex[:8]}"
+    client.ensure_path(parent)
+    for _ in range(400):
+        path = client.create_async(f"{parent}/n-", b"", ephemeral=True, sequence=True).get()
+        client.delete_async(path).get()
+    client.stop()
+    client.close()
 
 
 def test_zk_cycle_ours(zookeeper_backend: Any, mark: Any) -> None:
