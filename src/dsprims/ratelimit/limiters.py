@@ -752,6 +752,7 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     assert isinstance(algo, _Gcra)
     lock = limiter._lock
     assert lock is not None
+    acquire, release = lock.acquire, lock.release
     table = limiter._table
     clock = limiter.clock
     mono = clock.monotonic
@@ -775,7 +776,9 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
             return slow(key, cost, True)
         if cost.__class__ is not int or not 0 <= cost <= limit:
             return slow(key, cost, True)
-        with lock:
+        # acquire/release around try/finally: as safe as `with`, and half its cost here.
+        acquire()
+        try:
             t = mono()
             entry = table.get(k)
             if entry is None or entry[2] is not clock or t >= entry[1]:
@@ -786,6 +789,8 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
             if allowed:
                 entry[0] = tat
                 entry[1] = t + reset * 1e-6 + margin
+        finally:
+            release()
         if allowed:
             seconds = reset / 1e6
             same = last  # one read of the cell: a racing writer swaps the whole decision
