@@ -355,3 +355,35 @@ async def test_async_outage_falls_back_to_local(redis_server: Any, key_prefix: s
 
 async def _aok() -> int:
     return 1
+
+
+def test_successful_closed_calls_cost_no_round_trip(redis_server: Any, key_prefix: str) -> None:
+    from dsprims import backend_from_url
+
+    backend = backend_from_url(redis_server.url)
+    b = CircuitBreaker(
+        "no-rtt", backend=backend, prefix=key_prefix, minimum_calls=5, window_size=20
+    )
+    sent: list[object] = []
+    original = backend._execute
+
+    def counting(*args: Any) -> Any:
+        sent.append(args[0])
+        return original(*args)
+
+    backend._execute = counting
+    try:
+        for i in range(1000):
+            assert b.call(lambda: i) == i  # noqa: B023 - called at once
+        for _ in range(3):  # failures below the threshold: still local
+            with pytest.raises(Boom):
+                b.call(boom)
+        assert sent == []
+        for _ in range(20):  # now the window trips: exactly the transitions go to Redis
+            with contextlib.suppress(Boom, CircuitOpenError):
+                b.call(boom)
+        assert 1 <= len(sent) <= 2
+    finally:
+        backend._execute = original
+        b.close()
+        backend.close()
