@@ -171,3 +171,23 @@ async def test_async_redlock_cancellation_leaves_nothing(
             await b.aclose()
         else:
             b.close()
+
+
+async def test_async_redlock_with_a_frozen_server(
+    servers: list[RedisServerProcess], key_prefix: str
+) -> None:
+    abackends = [async_backend_from_url(s.url) for s in servers]
+    lock = AsyncRedlock("af", backends=abackends, prefix=key_prefix, server_timeout=0.2)
+    try:
+        with servers[1].frozen_for_a_while():
+            start = time.monotonic()
+            lease = await lock.acquire(timeout=5)
+            assert time.monotonic() - start < 0.2 * 2 + 1.0
+            await lease.extend()
+            await lease.release()
+            with servers[2].frozen_for_a_while(), pytest.raises(LockNotAcquired):
+                await lock.acquire(timeout=0.3)
+    finally:
+        await lock.aclose()
+        for b in abackends:
+            await b.aclose()
