@@ -399,11 +399,6 @@ def decide_leave(
     return LeaveDecision(wake), st
 
 
-def is_idle(state: LockState) -> bool:
-    """Whether the state holds nothing but the fencing counter."""
-    return state.owner is None and not state.queue
-
-
 # -- Redlock quorum ----------------------------------------------------------------------------
 
 
@@ -431,7 +426,7 @@ def quorum_outcome(
     """
     quorum = len(decisions) // 2 + 1
     granted = [d for d in decisions if d is not None and d.granted]
-    valid = elapsed < ttl - ttl * clock_drift - CLOCK_DRIFT_FLOOR
+    valid = elapsed < lease_deadline(0.0, ttl, clock_drift)
     if len(granted) >= quorum and valid:
         return AcquireDecision(True, max(d.token for d in granted), 0, None)
     never = 2**62

@@ -41,7 +41,7 @@ from types import TracebackType
 from typing import Protocol
 
 from dsprims.errors import LockLost, LockNotOwned
-from dsprims.locks.core import CLOCK_DRIFT_FLOOR, check_ttl
+from dsprims.locks.core import check_ttl, lease_deadline
 from dsprims.timesource import Clock
 
 __all__ = ["AsyncLease", "AsyncLeaseDriver", "Lease", "LeaseBase", "LeaseDriver", "OnLost"]
@@ -231,7 +231,7 @@ class LeaseBase:
             self._deadline = None
         else:
             self.ttl = ttl
-            self._deadline = start + ttl - ttl * self._drift - CLOCK_DRIFT_FLOOR
+            self._deadline = lease_deadline(start, ttl, self._drift)
 
     def _cancel_renewal(self) -> None:
         cancel, self._renewal = self._renewal, None

@@ -52,6 +52,7 @@ from dsprims.locks.core import (
     FencingMode,
     LockParams,
     check_ttl,
+    lease_deadline,
     quorum_outcome,
 )
 from dsprims.locks.lease import OnLost
@@ -362,7 +363,7 @@ class _RedlockStore:
         plan = self.plan
         start = plan.clock.monotonic()
         replies = _sync_fanout(self.servers, plan.extend_calls(owner, ttl))
-        valid = plan.clock.monotonic() - start < ttl * (1 - plan.params.clock_drift)
+        valid = plan.clock.monotonic() - start < lease_deadline(0.0, ttl, plan.params.clock_drift)
         return valid and plan.majority(replies)
 
 
@@ -416,7 +417,7 @@ class _AsyncRedlockStore:
         start = plan.clock.monotonic()
         calls = plan.extend_calls(owner, ttl)
         replies = await _async_fanout(self.servers, calls, plan.server_timeout)
-        valid = plan.clock.monotonic() - start < ttl * (1 - plan.params.clock_drift)
+        valid = plan.clock.monotonic() - start < lease_deadline(0.0, ttl, plan.params.clock_drift)
         return valid and plan.majority(replies)
 
 
