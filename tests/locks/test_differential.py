@@ -37,8 +37,7 @@ def test_redis_scripts_match_the_core(
     clock = ManualClock(start=1000.0)
     prefix = f"{key_prefix}.{next(_RUN)}"
     memory = _MemoryDecisions(MemoryBackend(), "k", params, clock)
-    memory._waiter_ttl_us = 5_000_000
-    scripts = _Scripts(prefix, "lock", params, clock, wait_slice=2.0)
+    scripts = _Scripts(prefix, "lock", params, clock, wait_slice=memory.wait_slice)
     redis = _RedisLockStore(redis_backend, scripts)
     owners = {w: f"owner-{w}" for w in "abc"}
     for op, who, advance_ms in ops:

@@ -68,6 +68,7 @@ __all__ = [
     "plan_renewal",
     "plan_wait",
     "quorum_outcome",
+    "waiter_ttl_us",
 ]
 
 #: Default lease length in seconds.
@@ -438,6 +439,15 @@ def quorum_outcome(
 
 
 # -- schedules ----------------------------------------------------------------------------------
+
+
+def waiter_ttl_us(wait_slice: float) -> int:
+    """How long (µs) a queue entry lives without a refresh: two missed refreshes plus 1 s.
+
+    Waiters refresh their entry at least every ``wait_slice``; an entry that outlives this
+    belongs to a crashed or stopped waiter, and is dropped so it stops holding up the queue.
+    """
+    return round((2 * wait_slice + 1.0) * 1e6)
 
 
 def plan_wait(wait_us: int, now: float, deadline: float | None, wait_slice: float) -> float | None:

@@ -39,6 +39,7 @@ from dsprims.locks.core import (
     decide_extend,
     decide_leave,
     decide_release,
+    waiter_ttl_us,
 )
 from dsprims.locks.lease import OnLost
 from dsprims.timesource import SYSTEM_CLOCK, Clock, SystemClock
@@ -75,7 +76,7 @@ class _MemoryDecisions:
         self.blocking = isinstance(clock, SystemClock)
         self.wait_slice = MEMORY_WAIT_SLICE
         self.wakers = _wakers_of(backend)
-        self._waiter_ttl_us = round((2 * MEMORY_WAIT_SLICE + 0.5) * 1e6)
+        self._waiter_ttl_us = waiter_ttl_us(MEMORY_WAIT_SLICE)
 
     def _now(self) -> int:
         return round(self.clock.monotonic() * 1e6)

@@ -65,6 +65,7 @@ from dsprims.locks.core import (
     FencingMode,
     LockParams,
     check_ttl,
+    waiter_ttl_us,
 )
 from dsprims.locks.lease import OnLost
 from dsprims.timesource import Clock
@@ -157,11 +158,10 @@ class _Scripts:
         self.clock = clock
         self.wait_slice = wait_slice
         self.slack = "0" if clock is None else str(PINNED_SLACK_MS)
-        waiter_ttl_us = round((2 * wait_slice + 1.0) * 1e6)
         fence_ms = round(FENCE_TTL * 1000) if params.fencing == "clock" else 10 * 365 * 86_400_000
         # Constant arguments travel as one string: fewer arguments, less client-side encoding.
         self._packed = (
-            f"{params.ttl_us} {int(params.fair)} {waiter_ttl_us} {params.fencing} "
+            f"{params.ttl_us} {int(params.fair)} {waiter_ttl_us(wait_slice)} {params.fencing} "
             f"{self.slack} {fence_ms}"
         )
 
