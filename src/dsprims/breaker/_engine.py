@@ -34,6 +34,8 @@ from dsprims.breaker.core import (
     BreakerParams,
     BreakerSnapshot,
     BreakerState,
+    CountWindow,
+    TimeWindow,
     Transition,
     TripPredicate,
     advance,
@@ -133,8 +135,20 @@ class _Engine:
         self._full = int(params.window_size)
         #: Outcomes need nothing but the window: :meth:`success` may stand in for ``finish``.
         self.plain = not self.timed and record_result is None
-        self._fast_count = params.window_type == "count" and trip_predicate is None
-        self._fast_time = params.window_type == "time" and trip_predicate is None
+        # Bound once: ``acquire(); try: ... finally: release()`` costs about half of ``with
+        # lock:`` on the hot path (no __enter__/__exit__ lookups, no argument tuple).
+        self._acquire = self.lock.acquire
+        self._release = self.lock.release
+        #: ``success(generation)``: :meth:`finish` for the common case only, an untimed
+        #: success outside half-open. The shells call it when :attr:`plain` holds (no timing,
+        #: no result predicate, no call listeners): one lock, one window update, one
+        #: comparison. Specialised per window type (without a trip predicate).
+        self.success: Callable[[int], Steps | None] = self._success_any
+        if trip_predicate is None:
+            if params.window_type == "count":
+                self.success = self._success_count
+            else:
+                self.success = self._success_time
         #: While OPEN (or FORCED_OPEN): the time before which calls are rejected without the
         #: core; -inf otherwise.
         self.reject_until = -math.inf
@@ -333,47 +347,87 @@ class _Engine:
             return self._follow(follow)
         return None
 
-    def success(self, generation: int) -> Steps | None:
-        """:meth:`finish` for the common case only: an untimed success outside half-open.
-
-        The shells call it when :attr:`plain` holds (no timing, no result predicate, no call
-        listeners), which leaves one lock, one ring update and one comparison.
-        """
-        with self.lock:
+    def _success_any(self, generation: int) -> Steps | None:
+        # ``success`` for any window (a trip predicate switches the specialised ones off).
+        acquire, release = self._acquire, self._release
+        acquire()
+        try:
             if generation != self.closed_gen:
                 return None
             w = self.window
-            # The windows' own no-change fast paths, inlined to save a call per success (see
-            # CountWindow.record and TimeWindow.record, which they mirror exactly; the property
-            # tests compare breakers with and without them).
-            if self._fast_count:
-                i = w._i  # type: ignore[union-attr]
-                if not w._ring[i]:  # type: ignore[union-attr]
-                    i += 1
-                    w._i = 0 if i == w._size else i  # type: ignore[union-attr]
-                    w.consecutive = 0
-                    return None
-            elif self._fast_time:
-                idx = self.mono() // w._width  # type: ignore[union-attr]
-                if idx == w._head and w.calls >= w._minimum:  # type: ignore[union-attr]
-                    w._b_calls[int(idx) % w._buckets] += 1  # type: ignore[union-attr]
-                    w.calls += 1
-                    w.consecutive = 0
-                    return None
             reason = w.record(SUCCESS, self.mono() if self.needs_now else 0.0)
             if self._quiet_possible:
                 self.quiet = w.calls == self._full and not w.failures and not w.slow
             if reason is None:
                 return None
-            follow: Steps | None = None
-            if self.link is None and self.alink is None:
-                new, transitions = trip(self.snap, self.now(), self.params, reason, self.draw())
-                self.install(new, transitions)
-            else:
-                follow = self.trip_steps(generation, reason)
+            follow = self._trip_locked(generation, reason)
+        finally:
+            release()
         if self.pending:
             self.drain()
         return None if follow is None else self._follow(follow)
+
+    def _success_count(self, generation: int) -> Steps | None:
+        # ``success`` for a count window without a trip predicate.
+        acquire, release = self._acquire, self._release
+        acquire()
+        try:
+            if generation != self.closed_gen:
+                return None
+            w: CountWindow = self.window  # type: ignore[assignment]
+            i = w._i
+            if not w._ring[i]:
+                # CountWindow.record's no-change path, inlined (a success replacing a success
+                # moves no total; the property tests compare breakers with and without it).
+                i += 1
+                w._i = 0 if i == w._size else i
+                w.consecutive = 0
+                return None
+            reason = w.record(SUCCESS, 0.0)
+            if self._quiet_possible:
+                self.quiet = w.calls == self._full and not w.failures and not w.slow
+            if reason is None:
+                return None
+            follow = self._trip_locked(generation, reason)
+        finally:
+            release()
+        if self.pending:
+            self.drain()
+        return None if follow is None else self._follow(follow)
+
+    def _success_time(self, generation: int) -> Steps | None:
+        # ``success`` for a time window without a trip predicate.
+        acquire, release = self._acquire, self._release
+        acquire()
+        try:
+            if generation != self.closed_gen:
+                return None
+            w: TimeWindow = self.window  # type: ignore[assignment]
+            now = self.mono()
+            if now // w._width == w._head and w.calls >= w._minimum:
+                # TimeWindow.record's no-change path, inlined: the head bucket, nothing to
+                # expire, the minimum met, so a success only lowers the rates.
+                w._b_calls[w._hb] += 1
+                w.calls += 1
+                w.consecutive = 0
+                return None
+            reason = w.record(SUCCESS, now)
+            if reason is None:
+                return None
+            follow = self._trip_locked(generation, reason)
+        finally:
+            release()
+        if self.pending:
+            self.drain()
+        return None if follow is None else self._follow(follow)
+
+    def _trip_locked(self, generation: int, reason: str) -> Steps | None:
+        # Lock held. Trip locally, or return the fleet round trips that trip the shared state.
+        if self.link is None and self.alink is None:
+            new, transitions = trip(self.snap, self.now(), self.params, reason, self.draw())
+            self.install(new, transitions)
+            return None
+        return self.trip_steps(generation, reason)
 
     def _follow(self, steps: Steps) -> Steps | None:
         # A sync link runs the round trips right here; an async shell gets them to await.

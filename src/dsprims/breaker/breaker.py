@@ -54,6 +54,7 @@ __all__ = ["AsyncCircuitBreaker", "AsyncPermit", "CircuitBreaker", "Permit"]
 
 P = ParamSpec("P")
 _INF = float("inf")
+_NINF = -_INF
 R = TypeVar("R")
 
 
@@ -472,6 +473,26 @@ def _guard_async(
     return guarded
 
 
+async def _open_call(
+    e: _Engine,
+    fn: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """``AsyncCircuitBreaker.call`` while the breaker was open when the call was made.
+
+    The decision is still taken here, when awaited: the guard's rejection fast path (repeated
+    so a rejection costs one small coroutine, with no re-packing of the arguments), and the
+    guard itself when the open period has ended meanwhile.
+    """
+    now = e.now()
+    until = e.reject_until
+    if now < until and not e.call_listeners:
+        next(e.rejection_ticks)  # _Engine.count_rejection, inlined
+        raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
+    return await _guard_async(e, fn)(*args, **kwargs)
+
+
 async def _start_async_link(e: _Engine, link: AsyncFleetLink) -> None:
     # First use on a loop: read the shared state once, then follow it by subscription.
     link.ensure_started(e.on_message, lambda: adrive(e.read_steps(), link.run))
@@ -689,6 +710,9 @@ class AsyncCircuitBreaker(_BreakerBase):
             BaseException: whatever ``fn`` raised, after recording it.
         """
         e = self._engine
+        if e.reject_until != _NINF and e.alink is None:
+            # OPEN or FORCED_OPEN now: a smaller coroutine that still decides when awaited.
+            return _open_call(e, fn, args, kwargs)
         last = self._last_async
         if last[0] is fn:
             guarded: Callable[P, Coroutine[Any, Any, R]] = last[1]

@@ -563,6 +563,7 @@ class TimeWindow:
         "_b_slow",
         "_b_slow_fail",
         "_buckets",
+        "_hb",
         "_head",
         "_minimum",
         "_params",
@@ -591,6 +592,8 @@ class TimeWindow:
         self._b_slow = [0] * n
         self._b_slow_fail = [0] * n
         self._head: int | None = None
+        #: The head slice's bucket, ``_head % _buckets`` (kept so the hot path need not divide).
+        self._hb = 0
         self.calls = self.failures = self.slow = self.slow_failures = self.consecutive = 0
 
     def _roll(self, now: float) -> int:
@@ -598,6 +601,7 @@ class TimeWindow:
         head = self._head
         if head is None:
             self._head = idx
+            self._hb = idx % self._buckets
             return idx
         if idx <= head:
             return head  # a clock that did not move (or a late reading) records in the head
@@ -611,6 +615,7 @@ class TimeWindow:
                 self.slow_failures -= self._b_slow_fail[b]
                 self._b_calls[b] = self._b_fail[b] = self._b_slow[b] = self._b_slow_fail[b] = 0
         self._head = idx
+        self._hb = idx % n
         return idx
 
     def record(self, code: int, now: float) -> str | None:
@@ -618,7 +623,9 @@ class TimeWindow:
         idx = now // self._width
         # Same slice as the last outcome (the common case): no bucket to expire.
         same = idx == self._head
-        b = int(idx if same else self._roll(now)) % self._buckets
+        if not same:
+            self._roll(now)
+        b = self._hb
         self._b_calls[b] += 1
         self.calls += 1
         if not code and same and self.calls > self._minimum and self._predicate is None:
