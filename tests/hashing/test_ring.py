@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from dsprims import ConfigurationError, DsprimsError, EmptyRingError, HashRing, Move
 from dsprims.hashing import DEFAULT_VNODES, HASH_SPACE, key_hash32
+from dsprims.hashing import ring as ring_module
 from dsprims.hashing.ring import node_points
 from dsprims.testing.strategies import keys
 
@@ -400,3 +401,30 @@ def test_cached_preference_lists_match_the_reference_walk(n: int) -> None:
     ring = HashRing({"a": 1.0, "b": 2.0, "c": 1.0, "d": 0.5, "e": 1.0}, vnodes=4)
     for key in SAMPLE_KEYS[:1500]:
         assert ring.get_nodes(key, n) == _walk(ring, ring.key_hash(key), n), key
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=6),
+        st.sampled_from([0.01, 0.5, 1.0, 1.7, 3.0]),
+        min_size=1,
+        max_size=300,
+    ),
+    st.sampled_from([1, 2, 7, 40]),
+)
+def test_bulk_build_equals_the_per_point_build(weights: dict[str, float], vnodes: int) -> None:
+    """The C-level build (packed float sort, big-integer bounds) against the per-point one,
+    over any names (non-ASCII, more than 256 nodes so ranks take two bytes)."""
+    try:
+        expected = ring_module._build_default_reference(weights, vnodes)
+    except UnicodeEncodeError:
+        return  # lone surrogates are rejected before any build runs
+    assert ring_module._build_default(weights, vnodes) == expected
+
+
+@pytest.mark.parametrize("vnodes", [1, 30_000])
+def test_bulk_build_resolves_ties_like_the_per_point_build(vnodes: int) -> None:
+    weights = dict.fromkeys(["w", "x", "y", "z"], 1.0)
+    bulk = ring_module._build_default(weights, vnodes)
+    assert bulk == ring_module._build_default_reference(weights, vnodes)
+    assert bool(bulk.shadow) == (vnodes > 1)
