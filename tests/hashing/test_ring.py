@@ -428,3 +428,15 @@ def test_bulk_build_resolves_ties_like_the_per_point_build(vnodes: int) -> None:
     bulk = ring_module._build_default(weights, vnodes)
     assert bulk == ring_module._build_default_reference(weights, vnodes)
     assert bool(bulk.shadow) == (vnodes > 1)
+
+
+@given(st.integers(min_value=0, max_value=HASH_SPACE - 1), st.integers(min_value=1, max_value=6))
+def test_walk_ranges_hold_one_preference_list(key_hash: int, n: int) -> None:
+    """The cache trusts _walk's range: every hash in it must get the same list."""
+    ring = HashRing({"a": 1.0, "b": 2.0, "c": 1.0, "d": 0.5}, vnodes=5)
+    snap = ring._snap
+    start, end, prefs = ring_module._walk(snap.points, snap.names, n, key_hash)
+    assert start <= key_hash < end
+    assert list(prefs) == _walk(ring, key_hash, n)
+    for edge in (start, end - 1, (start + end) // 2):
+        assert ring_module._walk(snap.points, snap.names, n, edge)[2] == prefs

@@ -46,7 +46,7 @@ import struct
 import sys
 import threading
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -448,26 +448,92 @@ def _build_ketama(weights: dict[str, float]) -> _Snapshot:
     return _Snapshot(weights, ends, owners)
 
 
+def _walk(
+    points: list[int], names: list[str], want: int, h: int
+) -> tuple[int, int, tuple[str, ...]]:
+    """The preference list of hash ``h``: distinct owners of points in order of distance.
+
+    Returns ``(start, end, prefs)``: every hash in ``[start, end)`` (which holds ``h``) gets the
+    same list, because it starts the walk in the same gap between two points and every
+    comparison the walk made comes out the same.
+    """
+    size = len(points)
+    qspace = _QSPACE
+    right = bisect_left(points, (h + 3) >> 2)
+    # The gap: bisect_left(points, (h + 3) >> 2) == right for h in [start, end).
+    start = 4 * points[right - 1] + 1 if right else 0
+    end = 4 * points[right] + 1 if right < size else HASH_SPACE
+    # Walk outward, nearest point first: between points at 4a (left) and 4b (right) the key
+    # goes left when h <= 2 * (a + b) + 1, i.e. (h - 1) >> 1 <= a + b.
+    half = (h - 1) >> 1
+    left = right - 1
+    found: list[str] = []
+    for _ in range(size):
+        a = points[left] if left >= 0 else points[left] - qspace
+        b = points[right] if right < size else points[right - size] + qspace
+        threshold = a + b
+        if half <= threshold:
+            # Still left for every h with (h - 1) >> 1 <= threshold, i.e. h < 2 * threshold + 3.
+            end = min(end, 2 * threshold + 3)
+            owner = names[left]
+            left -= 1
+        else:
+            start = max(start, 2 * threshold + 3)
+            owner = names[right if right < size else right - size]
+            right += 1
+        if owner not in found:
+            found.append(owner)
+            if len(found) == want:
+                break
+    return start, end, tuple(found)
+
+
 def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
-    """The default-mode preference-list closure over one snapshot (see :meth:`get_nodes`)."""
+    """The default-mode preference-list closure over one snapshot (see :meth:`get_nodes`).
+
+    Answers for ``n <= 8`` are cached per bucket of the hash space (filled on first use, at
+    most :data:`_MEMO_MAX` buckets per snapshot): a bucket holds either the one list every hash
+    in it gets, or the few ``[cuts, lists]`` segments :func:`_walk` splits it into, found with
+    one bisect. A hit is one list index (plus that bisect) and a copy, like :meth:`get_node`.
+    """
     points, names = snap.points, snap.names
     size, count = len(points), len(snap.weights)
-    bisect, murmur, slow_hash, qspace = bisect_left, _mmh3_32, key_hash32, _QSPACE
-    # Bucket b of the hash space -> index of the first point at or after it, filled on first
-    # use: with about half a point per bucket, a short scan replaces the binary search.
-    bits = min(_TABLE_MAX_BITS, max(6, size.bit_length() + 3))
-    # Allocated on first use (many rings never call get_nodes); two threads racing here can only
-    # append a second, unused run of None.
-    starts: list[int | None] = []
+    murmur, slow_hash, walk = _mmh3_32, key_hash32, _walk
+    bits = min(_TABLE_MAX_BITS, max(6, size.bit_length() + 1))
     bshift = 32 - bits
     span = 1 << bshift
-    # (bucket, n) -> preference list, for buckets where the walk provably does not depend on
-    # where in the bucket the hash falls (no point and no comparison threshold inside it).
-    memo: dict[int, tuple[str, ...]] = {}
-    # (first point index right of the hash, n) -> (low, high, preference list): the walk from
-    # that gap between two points is the same for every hash whose (h - 1) >> 1 lies in
-    # [low, high), the range where every comparison the walk made comes out the same.
-    gaps: dict[int, tuple[int, int, tuple[str, ...]]] = {}
+    # tables[n]: bucket -> tuple | [cuts, tuples] | None, allocated on first use for each n.
+    # Racing threads write equal values, or allocate a table twice and lose a few entries.
+    tables: list[list[Any]] = [[] for _ in range(9)]
+    filled = [0]
+
+    def fill(h: int, n: int, key: str | bytes) -> list[str]:
+        if not size:
+            _empty_lookup(key)
+        want = n if n < count else count
+        if n > 8 or filled[0] >= _MEMO_MAX:
+            return list(walk(points, names, want, h)[2])
+        table = tables[n]
+        if not table:
+            table = tables[n] = [None] * (1 << bits)
+        bucket = h >> bshift
+        low = bucket << bshift
+        high = low + span
+        _, end, prefs = walk(points, names, want, low)
+        entry: Any = prefs
+        if end < high:
+            cuts: list[int] = []
+            lists = [prefs]
+            while end < high:
+                cuts.append(end)
+                _, end, prefs = walk(points, names, want, end)
+                lists.append(prefs)
+            entry = [cuts, lists]
+        table[bucket] = entry
+        filled[0] += 1
+        if entry.__class__ is tuple:
+            return list(entry)
+        return list(entry[1][bisect_right(entry[0], h)])
 
     def get_nodes(key: str | bytes, n: int) -> list[str]:
         if n.__class__ is not int or n < 1:
@@ -476,66 +542,15 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
             h = murmur(key, 0, False) if key.isascii() else slow_hash(key)
         except (AttributeError, TypeError):
             raise _key_error(key) from None
-        if not size:
-            _empty_lookup(key)
-        bucket = h >> bshift
-        slot = (bucket << 3) | (n - 1)
-        if n <= 8:
-            hit = memo.get(slot)
-            if hit is not None:
-                return list(hit)
-        want = n if n < count else count
-        if not starts:
-            starts.extend([None] * (1 << bits))
-        first = starts[bucket]
-        if first is None:
-            first = starts[bucket] = bisect(points, (bucket << bshift) >> 2)
-        right = first
-        q = (h + 3) >> 2
-        while right < size and points[right] < q:
-            right += 1
-        # Walk outward, nearest point first: between points at 4a (left) and 4b (right) the
-        # key goes left when h <= 2 * (a + b) + 1, i.e. (h - 1) >> 1 <= a + b.
-        half = (h - 1) >> 1
-        gap = (right << 3) | (n - 1)
-        if n <= 8:
-            entry = gaps.get(gap)
-            if entry is not None and entry[0] <= half < entry[1]:
-                return list(entry[2])
-        left = right - 1
-        low = bucket << bshift
-        high = low + span - 1
-        pure = first >= size or points[first] >= (high + 3) >> 2
-        half_low, half_high = (low - 1) >> 1, (high - 1) >> 1
-        valid_low, valid_high = -1, _LSPACE
-        found: list[str] = []
-        for _ in range(size):
-            a = points[left] if left >= 0 else points[left] - qspace
-            b = points[right] if right < size else points[right - size] + qspace
-            threshold = a + b
-            if half_low <= threshold < half_high:
-                pure = False
-            if half <= threshold:
-                if threshold < valid_high:
-                    valid_high = threshold + 1
-                owner = names[left]
-                left -= 1
-            else:
-                if threshold >= valid_low:
-                    valid_low = threshold + 1
-                owner = names[right if right < size else right - size]
-                right += 1
-            if owner not in found:
-                found.append(owner)
-                if len(found) == want:
-                    break
-        if n <= 8:
-            result = tuple(found)
-            if len(gaps) < _MEMO_MAX:
-                gaps[gap] = (valid_low, valid_high, result)
-            if pure and len(memo) < _MEMO_MAX:
-                memo[slot] = result
-        return found
+        try:
+            hit = tables[n][h >> bshift]
+        except IndexError:  # n > 8, or this n's table is not allocated yet
+            return fill(h, n, key)
+        if hit.__class__ is tuple:
+            return list(hit)
+        if hit is None:
+            return fill(h, n, key)
+        return list(hit[1][bisect_right(hit[0], h)])
 
     return get_nodes
 
