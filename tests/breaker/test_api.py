@@ -146,6 +146,45 @@ def test_events_in_order_outside_the_lock(manual_clock: ManualClock) -> None:
     assert len(events) == 4
 
 
+async def test_call_listener_registered_while_open_sees_rejections(
+    manual_clock: ManualClock,
+) -> None:
+    # The rejection fast path must step aside for a listener added while the breaker is open
+    # (sync and async, rejection counts unchanged).
+    for b in (make(manual_clock), AsyncCircuitBreaker("api-async", clock=manual_clock)):
+        if isinstance(b, CircuitBreaker):
+            b.force_open()
+        else:
+            await b.force_open()
+        events: list[CallEvent] = []
+        b.on_call(events.append)
+        for _ in range(3):
+            if isinstance(b, CircuitBreaker):
+                with pytest.raises(CircuitOpenError):
+                    b.call(lambda: 1)
+            else:
+                with pytest.raises(CircuitOpenError):
+                    await b.call(asyncio.sleep, 0)
+        assert [e.outcome for e in events] == [CallOutcome.REJECTED] * 3
+        assert b.metrics().not_permitted_calls == 3
+        b.remove_listener(events.append)
+
+
+def test_subclass_override_of_call_is_kept(manual_clock: ManualClock) -> None:
+    class Traced(CircuitBreaker):
+        seen: list[object]
+
+        def call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            self.seen.append(fn)
+            return super().call(fn, *args, **kwargs)
+
+    b = Traced("traced", clock=manual_clock)
+    b.seen = []
+    assert b.call(int, "7") == 7
+    assert b.seen == [int]
+    assert CircuitBreaker.call(b, int, "8") == 8  # the documented method, through the class
+
+
 def test_listener_errors_are_logged_not_raised(
     manual_clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:

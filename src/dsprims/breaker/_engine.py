@@ -150,7 +150,8 @@ class _Engine:
             else:
                 self.success = self._success_time
         #: While OPEN (or FORCED_OPEN): the time before which calls are rejected without the
-        #: core; -inf otherwise.
+        #: core; -inf otherwise, and always -inf once a call listener is registered (its
+        #: REJECTED events need the slow path), so the fast path reads one attribute.
         self.reject_until = -math.inf
         #: Rejections counted under the lock (slow path).
         self.rejected = 0
@@ -191,7 +192,9 @@ class _Engine:
                 )
             self.closed_gen = new.generation if new.state is BreakerState.CLOSED else -1
             self.quiet = False
-            if new.state is BreakerState.OPEN:
+            if self.call_listeners:
+                self.reject_until = -math.inf
+            elif new.state is BreakerState.OPEN:
                 self.reject_until = new.open_until
             elif new.state is BreakerState.FORCED_OPEN:
                 self.reject_until = math.inf
@@ -224,6 +227,7 @@ class _Engine:
             self._quiet_possible = False
             self.quiet = False
             self.plain = False
+            self.reject_until = -math.inf
             self.call_listeners.append(listener)
 
     def classify(self, exc: BaseException) -> int:

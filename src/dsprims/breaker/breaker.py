@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import inspect
 import random
+import types
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from types import TracebackType
@@ -54,7 +55,6 @@ __all__ = ["AsyncCircuitBreaker", "AsyncPermit", "CircuitBreaker", "Permit"]
 
 P = ParamSpec("P")
 _INF = float("inf")
-_NINF = -_INF
 R = TypeVar("R")
 
 
@@ -294,8 +294,16 @@ class _BreakerBase:
                 f"got {type(backend).__name__}"
             )
         self._stack: ContextVar[tuple[Any, ...]] = ContextVar(f"dsprims-breaker-{name}")
-        self._last_sync: tuple[Any, Any] = (None, None)
-        self._last_async: tuple[Any, Any] = (None, None)
+        self._run_sync = _sync_runner(self._engine)
+        self._run_async = _async_runner(self._engine)
+        # ``call`` is the runner itself, set on the instance (it shadows the documented method,
+        # which delegates to it): one Python frame per call instead of two. A subclass that
+        # overrides ``call`` keeps its override.
+        method = getattr(type(self), "call", None)
+        if method is _PLAIN_CALLS.get(self._is_async):
+            run = self._run_async if self._is_async else self._run_sync
+            run.__doc__ = method.__doc__
+            self.__dict__["call"] = run
 
     _is_async = False
 
@@ -384,10 +392,14 @@ def _shared_engine(backend: MemoryBackend, key: str, make: Callable[[], _Engine]
     return engine
 
 
-def _guard_sync(engine: _Engine, fn: Callable[P, R]) -> Callable[P, R]:
-    """The one sync call path, with ``fn`` bound (the decorator returns it as the wrapper)."""
+def _sync_runner(engine: _Engine) -> Callable[..., Any]:
+    """The one sync call path: ``run(fn, *args, **kwargs)``.
 
-    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+    A breaker's ``call`` is this function itself (installed on the instance, so a call runs one
+    Python frame); the decorators wrap it with their function bound.
+    """
+
+    def call(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         e = engine
         gen = e.closed_gen
         trial = False
@@ -395,7 +407,7 @@ def _guard_sync(engine: _Engine, fn: Callable[P, R]) -> Callable[P, R]:
             # Rejection inline (no extra frame to unwind): an open period that has not ended.
             now = e.now()
             until = e.reject_until
-            if now < until and not e.call_listeners:
+            if now < until:  # -inf with call listeners (their events need the slow path)
                 next(e.rejection_ticks)  # _Engine.count_rejection, inlined
                 raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
             adm = e.acquire()
@@ -420,31 +432,34 @@ def _guard_sync(engine: _Engine, fn: Callable[P, R]) -> Callable[P, R]:
             )
         return result
 
-    return guarded
+    return call
 
 
-def _guard_async(
-    engine: _Engine, fn: Callable[P, Awaitable[R]]
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """The one async call path, with ``fn`` bound.
+def _async_runner(engine: _Engine) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The one async call path: ``await run(fn, *args, **kwargs)`` (see :func:`_sync_runner`).
 
-    ``AsyncCircuitBreaker.call`` and ``CircuitBreaker.acall`` run it once; the decorators return
-    it as the wrapper itself, so a decorated call builds one coroutine, not two.
+    ``AsyncCircuitBreaker.call`` is this coroutine function itself, so ``await breaker.call(fn)``
+    builds one coroutine and a rejection unwinds one frame.
     """
 
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def call(fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:
         e = engine
-        if e.alink is not None and not e.alink.started:
-            await _start_async_link(e, e.alink)
         gen = e.closed_gen
         trial = False
         if gen < 0:
             now = e.now()
             until = e.reject_until
-            if now < until and not e.call_listeners:
+            if now < until:  # -inf with call listeners (their events need the slow path)
                 next(e.rejection_ticks)  # _Engine.count_rejection, inlined
                 raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
-            adm = e.acquire() if e.alink is None else await _acquire_async(e)
+        alink = e.alink
+        if alink is not None and not alink.started:
+            # Checked after the rejection fast path, which cannot fire before the link has
+            # started: only the link's own transitions (which start it first) open the breaker.
+            await _start_async_link(e, alink)
+            gen = e.closed_gen
+        if gen < 0:
+            adm = e.acquire() if alink is None else await _acquire_async(e)
             gen = adm.generation
             trial = adm.trial
         t0 = e.mono() if e.timed else 0.0
@@ -470,27 +485,35 @@ def _guard_async(
             await _drive_async(e, follow)
         return result
 
-    return guarded
+    return call
 
 
-async def _open_call(
-    e: _Engine,
-    fn: Callable[..., Awaitable[R]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> R:
-    """``AsyncCircuitBreaker.call`` while the breaker was open when the call was made.
+class _Bound(functools.partial):  # type: ignore[type-arg]
+    """A decorator's wrapper: the call path with the function bound, as a ``functools.partial``.
 
-    The decision is still taken here, when awaited: the guard's rejection fast path (repeated
-    so a rejection costs one small coroutine, with no re-packing of the arguments), and the
-    guard itself when the open period has ended meanwhile.
+    Calling it runs the runner directly (the partial is C code: no extra Python frame, and for
+    ``async def`` no second coroutine); ``inspect.iscoroutinefunction`` sees through a partial.
+    A partial does not bind as a method by itself, so ``__get__`` does it, keeping decorated
+    methods working like decorated functions.
     """
-    now = e.now()
-    until = e.reject_until
-    if now < until and not e.call_listeners:
-        next(e.rejection_ticks)  # _Engine.count_rejection, inlined
-        raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
-    return await _guard_async(e, fn)(*args, **kwargs)
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        return self if obj is None else types.MethodType(self, obj)
+
+    def __repr__(self) -> str:
+        return f"<circuit-breaker guarded {self.args[0]!r}>"
+
+
+def _guard_sync(run: Callable[..., Any], fn: Callable[P, R]) -> Callable[P, R]:
+    """The decorator's wrapper for a plain function (see :class:`_Bound`)."""
+    return _Bound(run, fn)
+
+
+def _guard_async(
+    run: Callable[..., Coroutine[Any, Any, Any]], fn: Callable[P, Awaitable[R]]
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The decorator's wrapper for an ``async def`` function (see :class:`_Bound`)."""
+    return _Bound(run, fn)
 
 
 async def _start_async_link(e: _Engine, link: AsyncFleetLink) -> None:
@@ -569,27 +592,13 @@ class CircuitBreaker(_BreakerBase):
             CircuitOpenError: the breaker rejected the call (``fn`` did not run).
             BaseException: whatever ``fn`` raised, after recording it.
         """
-        e = self._engine
-        if e.closed_gen < 0:
-            # The guard's rejection fast path, repeated here so a rejection unwinds one frame.
-            now = e.now()
-            until = e.reject_until
-            if now < until and not e.call_listeners:
-                next(e.rejection_ticks)  # _Engine.count_rejection, inlined
-                raise CircuitOpenError(e.name, until - now if until != _INF else 0.0)
-        last = self._last_sync
-        if last[0] is fn:
-            guarded: Callable[P, R] = last[1]
-        else:
-            # Remember the guard of the last function: repeated ``call(fn)`` reuse it. A race
-            # between threads only builds one guard more.
-            guarded = _guard_sync(e, fn)
-            self._last_sync = (fn, guarded)
-        return guarded(*args, **kwargs)
+        # Only reached through the class (``CircuitBreaker.call(breaker, fn)``) or from a
+        # subclass: instances carry the runner itself as ``call`` (see ``__init__``).
+        return self._run_sync(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` under the breaker (see :meth:`call`)."""
-        return await _guard_async(self._engine, fn)(*args, **kwargs)
+        return await self._run_async(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
     @overload
     def __call__(
@@ -602,8 +611,8 @@ class CircuitBreaker(_BreakerBase):
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a function (plain or ``async def``) so every call goes through the breaker."""
         if inspect.iscoroutinefunction(fn):
-            return functools.wraps(fn)(_guard_async(self._engine, fn))
-        return functools.wraps(fn)(_guard_sync(self._engine, fn))
+            return functools.wraps(fn)(_guard_async(self._run_async, fn))
+        return functools.wraps(fn)(_guard_sync(self._run_sync, fn))
 
     def try_acquire(self) -> Permit:
         """Ask for permission for one call; settle the returned permit when it is done.
@@ -703,23 +712,15 @@ class AsyncCircuitBreaker(_BreakerBase):
         """Await ``fn(*args, **kwargs)`` under the breaker and return its result.
 
         ``await breaker.call(fn, ...)``; the method hands back the one coroutine that does the
-        work (no second coroutine wrapped around it, which halves the cost of a rejection).
+        work (the instance's ``call`` is the coroutine function of the call path itself, so a
+        call builds one coroutine and a rejection unwinds one frame).
 
         Raises:
             CircuitOpenError: the breaker rejected the call (``fn`` did not run).
             BaseException: whatever ``fn`` raised, after recording it.
         """
-        e = self._engine
-        if e.reject_until != _NINF and e.alink is None:
-            # OPEN or FORCED_OPEN now: a smaller coroutine that still decides when awaited.
-            return _open_call(e, fn, args, kwargs)
-        last = self._last_async
-        if last[0] is fn:
-            guarded: Callable[P, Coroutine[Any, Any, R]] = last[1]
-        else:
-            guarded = _guard_async(e, fn)
-            self._last_async = (fn, guarded)
-        return guarded(*args, **kwargs)
+        # Only reached through the class or from a subclass (see CircuitBreaker.call).
+        return self._run_async(fn, *args, **kwargs)
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, R]]
@@ -727,7 +728,7 @@ class AsyncCircuitBreaker(_BreakerBase):
         """Decorate an ``async def`` function so every call goes through the breaker."""
         if not inspect.iscoroutinefunction(fn):
             raise TypeError("AsyncCircuitBreaker decorates async def functions only")
-        return functools.wraps(fn)(_guard_async(self._engine, fn))
+        return functools.wraps(fn)(_guard_async(self._run_async, fn))
 
     async def try_acquire(self) -> AsyncPermit:
         """See :meth:`CircuitBreaker.try_acquire`; settle the permit with ``await``."""
@@ -805,3 +806,7 @@ class AsyncCircuitBreaker(_BreakerBase):
         if not isinstance(state, BreakerState):
             raise TypeError(f"state must be a BreakerState, got {state!r}")
         await self._atransition(state, reset=False, reason=f"transition_to({state.name})")
+
+
+#: The ``call`` methods an instance replaces with its runner (not a subclass's override).
+_PLAIN_CALLS: dict[bool, Any] = {False: CircuitBreaker.call, True: AsyncCircuitBreaker.call}
