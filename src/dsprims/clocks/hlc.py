@@ -108,7 +108,7 @@ class HLCTimestamp(tuple[int, int]):
       UTC, nanoseconds, then the counter as 10 digits. Fixed width, so sorting the strings sorts
       the timestamps (for every representable wall time, years 1970 to 2554).
 
-    Args:
+    Attributes:
         wall_ns: the physical component, nanoseconds since the Unix epoch, in
             ``[0, MAX_WALL_NS]``.
         logical: the logical counter, in ``[0, MAX_LOGICAL]``.

@@ -258,7 +258,7 @@ class CompositeLimiter(_CompositeBase):
             :class:`SlidingWindowCounter`) sharing one backend and one clock.
         on_outage: the outage policy; default that of the first limiter.
 
-    Example:
+    Examples:
         >>> from dsprims import MemoryBackend, TokenBucket
         >>> store = MemoryBackend()
         >>> both = CompositeLimiter([TokenBucket(1, 2, backend=store),
