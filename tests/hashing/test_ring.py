@@ -440,3 +440,20 @@ def test_walk_ranges_hold_one_preference_list(key_hash: int, n: int) -> None:
     assert list(prefs) == _walk(ring, key_hash, n)
     for edge in (start, end - 1, (start + end) // 2):
         assert ring_module._walk(snap.points, snap.names, n, edge)[2] == prefs
+
+
+@given(
+    st.lists(st.sampled_from([*"wxyz", "node-1", "node-2", "é", "a1"]), min_size=2, unique=True),
+    st.sampled_from([1, 3, 40, 3000]),
+    st.sampled_from([0.5, 1.0, 2.0]),
+)
+def test_splicing_a_node_in_and_out_equals_a_fresh_build(
+    nodes: list[str], vnodes: int, weight: float
+) -> None:
+    """add_node/remove_node splice the old arrays; the result must be the ring built afresh
+    (at 3,000 points per node, 'w'..'z' share points, so ties are spliced too)."""
+    extra, rest = nodes[0], dict.fromkeys(nodes[1:], 1.0)
+    before = ring_module._build_default(rest, vnodes)
+    added = ring_module._add_default(before, extra, weight, vnodes)
+    assert added == ring_module._build_default({**rest, extra: weight}, vnodes)
+    assert ring_module._remove_default(added, extra, vnodes) == before

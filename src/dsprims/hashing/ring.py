@@ -47,9 +47,10 @@ import sys
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat, zip_longest
 from operator import add as _add
 from operator import rshift as _rshift
 from types import MappingProxyType
@@ -138,12 +139,11 @@ class _Snapshot:
     weights: dict[str, float]
     ends: list[int]
     owners: list[str]
-    # Default mode only: sorted unique point coordinates, their owners, the lookup-space end of
-    # each point's cell (``q[i] + q[i+1]``; may exceed 2**31 for the last point), and tied
-    # points -> every node holding them, sorted.
+    # Default mode only: sorted unique point coordinates, their owners, and tied points ->
+    # every node holding them, sorted. (Point i's cell ends at ``q[i] + q[i+1]`` in the lookup
+    # space, which ``ends`` holds, rotated: see _lookup_arrays.)
     points: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
-    bounds: list[int] = field(default_factory=list)
     shadow: dict[int, list[str]] = field(default_factory=dict)
 
 
@@ -169,19 +169,15 @@ def _lookup_arrays(bounds: list[int], names: list[str]) -> tuple[list[int], list
     """Rotate the per-point cell ends into sorted interval ends, and add the wrap sentinel."""
     last = bounds[-1]
     if last >= _LSPACE:
-        ends = [last - _LSPACE, *bounds[:-1], _LSPACE]
-        owners = [names[-1], *names[:-1], names[-1]]
+        ends = [last - _LSPACE]
+        ends += bounds
+        ends[-1] = _LSPACE
+        owners = [names[-1]]
+        owners += names
     else:
         ends = [*bounds, _LSPACE]
         owners = [*names, names[0]]
     return ends, owners
-
-
-def _fix_bounds(points: list[int], bounds: list[int], dirty: Iterable[int]) -> None:
-    size = len(points)
-    for i in dirty:
-        nxt = points[i + 1] if i + 1 < size else points[0] + _QSPACE
-        bounds[i] = points[i] + nxt
 
 
 def _build_default(weights: dict[str, float], vnodes: int) -> _Snapshot:
@@ -194,7 +190,7 @@ def _build_default(weights: dict[str, float], vnodes: int) -> _Snapshot:
     points, names, shadow = _sorted_points(order, counts)
     bounds = _cell_bounds(points)
     ends, owners = _lookup_arrays(bounds, names)
-    return _Snapshot(weights, ends, owners, points, names, bounds, shadow)
+    return _Snapshot(weights, ends, owners, points, names, shadow)
 
 
 def _sorted_points(
@@ -305,7 +301,7 @@ def _build_default_reference(weights: dict[str, float], vnodes: int) -> _Snapsho
     bounds = list(map(_add, points, points[1:]))
     bounds.append(points[-1] + points[0] + _QSPACE)
     ends, owners = _lookup_arrays(bounds, names)
-    return _Snapshot(weights, ends, owners, points, names, bounds, shadow)
+    return _Snapshot(weights, ends, owners, points, names, shadow)
 
 
 def _find_ties(node_pts: list[tuple[str, list[int]]]) -> dict[int, list[str]]:
@@ -323,62 +319,97 @@ def _find_ties(node_pts: list[tuple[str, list[int]]]) -> dict[int, list[str]]:
     return holders
 
 
+def _splice(
+    runs: Iterable[list[Any]], singles: Iterable[Any] = (), out: list[Any] | None = None
+) -> list[Any]:
+    """Append ``runs[0], singles[0], runs[1], singles[1], ...`` (then the rest of ``runs``)
+    to ``out`` in C-level passes: one ``extend`` per piece, no per-item Python code."""
+    if out is None:
+        out = []
+    deque(map(out.extend, chain.from_iterable(zip_longest(runs, singles, fillvalue=()))), 0)
+    return out
+
+
+def _respliced(
+    snap: _Snapshot,
+    points: list[int],
+    names: list[str],
+    starts: list[int],
+    stops: list[int],
+    added: str | None,
+    dirty: Iterable[int],
+) -> tuple[list[int], list[str], list[str]]:
+    """``(ends, owners, names)`` of a spliced ring, spliced straight from the old ones.
+
+    ``points`` is the new ring; the old one is cut into runs ``[starts[k], stops[k])``, each
+    followed by one point of ``added`` when a node is being added. The interval ends are the
+    old cell ends (``snap.ends`` holds cell end ``i`` at index ``i + 1`` when the last cell
+    wraps past zero, else at ``i``) with the cells of ``dirty`` points and of the last point
+    recomputed, rotated into :func:`_lookup_arrays`' layout without another copy.
+    """
+    old = snap.points
+    shift = 1 if old[-1] + old[0] + _QSPACE >= _LSPACE else 0
+    count = len(starts) - 1 if added is not None else 0
+    cells = map(
+        snap.ends.__getitem__, map(slice, [a + shift for a in starts], [b + shift for b in stops])
+    )
+    ends = _splice(cells, repeat((0,), count), [0])  # cell end of point i at index i + 1
+    owners = _splice(
+        map(names.__getitem__, map(slice, starts, stops)), repeat((added,), count), [added]
+    )
+    last = len(points) - 1
+    for i in {*dirty, last}:
+        ends[i + 1] = points[i] + (points[i + 1] if i < last else points[0] + _QSPACE)
+    wrap = ends[-1]
+    if wrap >= _LSPACE:
+        ends[0] = wrap - _LSPACE
+        ends[-1] = _LSPACE
+        owners[0] = owners[-1]
+        new_names = owners[1:]
+    else:
+        del ends[0]
+        ends.append(_LSPACE)
+        del owners[0]
+        owners.append(owners[0])
+        new_names = owners[:-1]
+    return ends, owners, new_names
+
+
 def _add_default(snap: _Snapshot, name: str, weight: float, vnodes: int) -> _Snapshot:
     """Copy-on-write insertion of one node that is not on the ring yet."""
     weights = {**snap.weights, name: weight}
     if not snap.points:
         return _build_default(weights, vnodes)
-    old_points, old_names, old_bounds = snap.points, snap.names, snap.bounds
+    old_points, old_names = snap.points, snap.names
     shadow = {p: list(v) for p, v in snap.shadow.items()}
     size = len(old_points)
-    inserts: list[tuple[int, int]] = []
+    new = sorted(set(node_points(name, _point_count(name, weight, vnodes))))
+    where = list(map(bisect_left, repeat(old_points, len(new)), new))
     replaced: dict[int, str] = {}
-    for q in sorted(set(node_points(name, _point_count(name, weight, vnodes)))):
-        pos = bisect_left(old_points, q)
-        if pos < size and old_points[pos] == q:
-            holders = shadow.setdefault(q, [old_names[pos]])
-            holders.append(name)
-            holders.sort()
-            if holders[0] == name:
-                replaced[pos] = name
-        else:
-            inserts.append((pos, q))
+    shared = [i for i, pos in enumerate(where) if pos < size and old_points[pos] == new[i]]
+    for i in shared:  # points this node shares with one already on the ring (rare)
+        pos = where[i]
+        holders = shadow.setdefault(new[i], [old_names[pos]])
+        holders.append(name)
+        holders.sort()
+        if holders[0] == name:
+            replaced[pos] = name
+    for i in reversed(shared):
+        del new[i]
+        del where[i]
     names = old_names
     if replaced:
         names = list(old_names)
         for pos, owner in replaced.items():
             names[pos] = owner
-    points: list[int] = []
-    new_names: list[str] = []
-    bounds: list[int] = []
-    dirty: list[int] = []
-    # Bound methods and a running length: this loop runs once per inserted point.
-    p_extend, p_append = points.extend, points.append
-    n_extend, n_append = new_names.extend, new_names.append
-    b_extend, b_append = bounds.extend, bounds.append
-    d_append = dirty.append
-    prev = length = 0
-    for pos, q in inserts:
-        if pos > prev:
-            p_extend(old_points[prev:pos])
-            n_extend(names[prev:pos])
-            b_extend(old_bounds[prev:pos])
-            length += pos - prev
-            d_append(length - 1)
-        p_append(q)
-        n_append(name)
-        b_append(0)
-        d_append(length)
-        length += 1
-        prev = pos
-    points += old_points[prev:]
-    new_names += names[prev:]
-    bounds += old_bounds[prev:]
-    if inserts and inserts[0][0] == 0:
-        dirty.append(len(points) - 1)  # the last point now faces a new first point
-    _fix_bounds(points, bounds, dirty)
-    ends, owners = _lookup_arrays(bounds, new_names)
-    return _Snapshot(weights, ends, owners, points, new_names, bounds, shadow)
+    # Old runs between insertion points, each followed by one new point: new point i lands
+    # at index where[i] + i.
+    starts, stops = [0, *where], [*where, size]
+    points = _splice(map(old_points.__getitem__, map(slice, starts, stops)), zip(new))
+    last = len(points) - 1
+    dirty = {j for i, pos in enumerate(where) for j in (pos + i - 1 if pos else last, pos + i)}
+    ends, owners, new_names = _respliced(snap, points, names, starts, stops, name, dirty)
+    return _Snapshot(weights, ends, owners, points, new_names, shadow)
 
 
 def _remove_default(snap: _Snapshot, name: str, vnodes: int) -> _Snapshot:
@@ -386,55 +417,37 @@ def _remove_default(snap: _Snapshot, name: str, vnodes: int) -> _Snapshot:
     weights = {n: w for n, w in snap.weights.items() if n != name}
     if not weights:
         return _build_default(weights, vnodes)
-    old_points, old_names, old_bounds = snap.points, snap.names, snap.bounds
+    old_points, old_names = snap.points, snap.names
     shadow = {p: list(v) for p, v in snap.shadow.items()}
-    deletes: list[int] = []
+    gone = sorted(set(node_points(name, _point_count(name, snap.weights[name], vnodes))))
+    where = list(map(bisect_left, repeat(old_points, len(gone)), gone))
+    deletes: list[int] = where
     replaced: dict[int, str] = {}
-    for q in set(node_points(name, _point_count(name, snap.weights[name], vnodes))):
-        pos = bisect_left(old_points, q)
-        holders = shadow.get(q)
-        if holders is not None:
-            holders.remove(name)
-            if old_names[pos] == name:
-                replaced[pos] = holders[0]
-            if len(holders) == 1:
-                del shadow[q]
-        else:
-            deletes.append(pos)
-    deletes.sort()
+    if shadow:
+        deletes = []
+        for q, pos in zip(gone, where, strict=True):
+            holders = shadow.get(q)
+            if holders is not None:
+                holders.remove(name)
+                if old_names[pos] == name:
+                    replaced[pos] = holders[0]
+                if len(holders) == 1:
+                    del shadow[q]
+            else:
+                deletes.append(pos)
     names = old_names
     if replaced:
         names = list(old_names)
         for pos, owner in replaced.items():
             names[pos] = owner
-    points: list[int] = []
-    new_names: list[str] = []
-    bounds: list[int] = []
-    dirty: list[int] = []
-    p_extend, n_extend, b_extend, d_append = (
-        points.extend,
-        new_names.extend,
-        bounds.extend,
-        dirty.append,
-    )
-    prev = length = 0
-    for pos in deletes:
-        if pos > prev:
-            p_extend(old_points[prev:pos])
-            n_extend(names[prev:pos])
-            b_extend(old_bounds[prev:pos])
-            length += pos - prev
-        if length:
-            d_append(length - 1)
-        prev = pos + 1
-    points += old_points[prev:]
-    new_names += names[prev:]
-    bounds += old_bounds[prev:]
-    if deletes and deletes[0] == 0:
-        dirty.append(len(points) - 1)
-    _fix_bounds(points, bounds, dirty)
-    ends, owners = _lookup_arrays(bounds, new_names)
-    return _Snapshot(weights, ends, owners, points, new_names, bounds, shadow)
+    size = len(old_points)
+    starts, stops = [0, *[pos + 1 for pos in deletes]], [*deletes, size]
+    points = _splice(map(old_points.__getitem__, map(slice, starts, stops)))
+    # The point before each deleted one (new index pos - i - 1) faces a new neighbour.
+    last = len(points) - 1
+    dirty = {pos - i - 1 if pos > i else last for i, pos in enumerate(deletes)}
+    ends, owners, new_names = _respliced(snap, points, names, starts, stops, None, dirty)
+    return _Snapshot(weights, ends, owners, points, new_names, shadow)
 
 
 def _build_ketama(weights: dict[str, float]) -> _Snapshot:
