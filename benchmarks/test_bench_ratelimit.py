@@ -4,8 +4,7 @@ Goals (issue 4), read as the largest acceptable ``ours / this`` ratio:
 
 * memory ``try_acquire`` (thread-safe) at least 4x faster than the fastest peer's in-memory
   decision: goal 0.25 on each peer row. The first group is traffic below the limit (the
-  common case, where consecutive decisions are equal and the last one is reused); the
-  "draining" group makes every decision different;
+  common case); the "draining" group makes every decision different;
 * the exact sliding log costs the same with 100 and with 100 000 live entries (two groups;
   compare the two "ours" rows), and beats limits' moving window, which grows with them;
 * Redis ``try_acquire`` (sync and asyncio, composite too) <= 1.2x a bare EVALSHA of the same

@@ -26,6 +26,9 @@ from dsprims import (
     SlidingWindowLog,
     TokenBucket,
 )
+from dsprims.ratelimit.core import TokenBucketParams, gcra_decide, gcra_reserve
+from dsprims.ratelimit.decision import decision_from_verdict
+from dsprims.ratelimit.limiters import _now_us
 from dsprims.testing.strategies import hostile_keys
 from tests.ratelimit.helpers import CoreRunner
 
@@ -111,6 +114,62 @@ def test_memory_limiter_runs_the_core(algo: str, steps: list[tuple[int, int, boo
         assert got.remaining == remaining
         assert got.retry_after == (0.0 if allowed else (retry + 1) / 1e6)
         assert got.reset_after == reset / 1e6
+
+
+@given(
+    rate=st.sampled_from([1, 3, 5, 7.5, 1000, 1e6]),
+    capacity=st.sampled_from([1, 2, 3, 10, 10**9]),
+    steps=st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 2_000), st.integers(0, 3_000_000)),  # µs to advance
+            st.integers(0, 2),  # key
+            st.integers(0, 12),  # cost (clamped to the capacity)
+            st.sampled_from(["try", "try", "try", "peek", "reserve"]),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+)
+def test_inlined_gcra_fast_path_is_the_core(
+    rate: float, capacity: int, steps: list[tuple[int, int, int, str]]
+) -> None:
+    """Differential: TokenBucket.try_acquire (GCRA inlined in the memory shell) == gcra_decide.
+
+    Several keys, any cost up to the capacity, denials, expired keys, and reservations that push
+    the stored time past ``now + tau`` (which only ``acquire`` can do), interleaved with peeks:
+    every decision, field by field and type by type, is the pure core's.
+    """
+    clock = ManualClock(start=1000.0)
+    bucket = TokenBucket(rate, capacity, clock=clock)
+    store = bucket._store
+    assert store is not None
+    params = TokenBucketParams(rate, capacity)
+    interval, tolerance = params.interval_us, params.tolerance_us
+    tats: dict[str, int] = {}
+    for dt, k, cost, op in steps:
+        clock.advance(dt / 1e6)
+        key = f"user-{k}"
+        cost = min(cost, capacity)
+        now = _now_us(clock.monotonic())
+        tat = tats.get(key, now)
+        if op == "reserve":
+            got = bucket._reserve_local(store, key, cost, 5_000_000)
+            *want, new_tat = gcra_reserve(interval, tolerance, tat, now, cost, 5_000_000)
+            assert tuple(got) == tuple(want)
+            if want[0]:
+                tats[key] = new_tat
+            continue
+        consume = op == "try"
+        decision = bucket.try_acquire(key, cost) if consume else bucket.peek(key, cost)
+        allowed, remaining, retry, reset, new_tat = gcra_decide(
+            interval, tolerance, tat, now, cost, consume
+        )
+        if allowed and consume:
+            tats[key] = new_tat
+        expected = decision_from_verdict(allowed, remaining, retry, reset, capacity)
+        assert decision == expected
+        assert [type(v) for v in decision] == [type(v) for v in expected]
+        assert type(decision) is RateLimitDecision
 
 
 @pytest.mark.parametrize("algo", list(SYNC))

@@ -743,63 +743,75 @@ class TokenBucket(_SyncLimiter):
 def _fast_gcra(limiter: _LimiterBase) -> Any:
     """``try_acquire`` of a memory token bucket, specialised for the common case.
 
-    It runs the same core (:func:`~dsprims.ratelimit.core.gcra_decide`) as every other path;
-    what it saves is Python overhead: everything is bound once in a closure, and a live key
-    written on this clock is updated in place. Anything unusual (a new or expired key, a key
-    needing escapes, a bad argument) takes the general path, which also produces the errors.
+    The GCRA step of :func:`~dsprims.ratelimit.core.gcra_decide` (with ``consume=True``) is
+    written out inline here: on the memory backend a call of the core and the tuple it returns
+    would cost about as much as the whole decision. ``tests/ratelimit/test_memory.py`` pins this
+    copy to the core with a differential hypothesis test (every decision of random traffic under
+    a ``ManualClock``, denials, zero costs and expiries included, equals the core's). Everything is
+    bound once in a closure; a live key written on this clock is updated in place, under one lock
+    acquire/release, with one lookup of its stored number. Anything unusual (a new or expired
+    key, a key needing escapes, a bad argument) takes the general path, which runs the core
+    itself and also produces the errors.
     """
     algo = limiter._algo
     assert isinstance(algo, _Gcra)
     lock = limiter._lock
     assert lock is not None
     acquire, release = lock.acquire, lock.release
-    table = limiter._table
+    entry_of = limiter._table.get
     clock = limiter.clock
     mono = clock.monotonic
     interval, tolerance, limit = algo.interval, algo.tolerance, algo.limit
     slow = limiter._memory
-    decide = gcra_decide
     make = tuple.__new__
     decision = RateLimitDecision
-
     known = limiter._known
     margin = _MARGIN
-    # The last admitting decision, reused when the next one is equal (decisions are immutable).
-    # Traffic below the limit keeps meeting a full bucket, so most decisions repeat exactly.
-    last = make(decision, (True, -1, 0.0, -1.0, limit, False))
+    exact = str
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
-        nonlocal last
         try:
             k = known[key]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError):  # a new key or an unhashable one: validated there
             return slow(key, cost, True)
-        if cost.__class__ is not int or not 0 <= cost <= limit:
+        if key.__class__ is not exact or cost.__class__ is not int or not 0 <= cost <= limit:
             return slow(key, cost, True)
-        # acquire/release around try/finally: as safe as `with`, and half its cost here.
+        # acquire/release around try/finally: as safe as `with`, and cheaper here.
         acquire()
         try:
             t = mono()
-            entry = table.get(k)
+            entry = entry_of(k)
             if entry is None or entry[2] is not clock or t >= entry[1]:
                 return slow(key, cost, True)
-            allowed, remaining, retry, reset, tat = decide(
-                interval, tolerance, entry[0], int(t * 1e6 + 0.5), cost, True
-            )
-            if allowed:
+            # gcra_decide(interval, tolerance, entry[0], now, cost, consume=True), inlined:
+            # admitted iff max(tat, now) + cost*T - tau <= now, i.e. new tat <= now + tau.
+            now = int(t * 1e6 + 0.5)
+            base = entry[0]
+            if base < now:
+                base = now
+            tat = base + cost * interval
+            full = now + tolerance
+            if tat <= full:
                 entry[0] = tat
-                entry[1] = t + reset * 1e-6 + margin
+                reset = (tat - now) / 1e6
+                entry[1] = t + reset + margin
+                return make(decision, (True, (full - tat) // interval, 0.0, reset, limit, False))
         finally:
             release()
-        if allowed:
-            seconds = reset / 1e6
-            same = last  # one read of the cell: a racing writer swaps the whole decision
-            if same[1] == remaining and same[3] == seconds:
-                return same
-            fresh = make(decision, (True, remaining, 0.0, seconds, limit, False))
-            last = fresh
-            return fresh
-        return make(decision, (False, remaining, (retry + 1) / 1e6, reset / 1e6, limit, False))
+        # Denied: nothing stored. A reservation (gcra_reserve) may have pushed tat past
+        # now + tau: no tokens then, not fewer than none.
+        remaining = (full - base) // interval
+        return make(
+            decision,
+            (
+                False,
+                remaining if remaining > 0 else 0,
+                (tat - full + 1) / 1e6,
+                (base - now) / 1e6,
+                limit,
+                False,
+            ),
+        )
 
     try_acquire.__doc__ = _SyncLimiter.try_acquire.__doc__
     return try_acquire
