@@ -126,24 +126,34 @@ class _Secrets:
     """Random hex strings from the OS CSPRNG, read in 4 KiB blocks.
 
     ``os.urandom`` costs a system call (over 10 µs on some VMs) and every acquire needs two
-    secrets; reading ahead keeps the bytes from the same CSPRNG. The buffer is dropped in a
-    forked child so that parent and child never hand out the same bytes.
+    secrets; reading ahead keeps the bytes from the same CSPRNG. Each block is hex-encoded once
+    and handed out by offset (no copy of the rest of the block per call); every character is
+    handed out at most once. The buffer is dropped in a forked child so that parent and child
+    never hand out the same bytes.
     """
+
+    _BLOCK = 4096
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._buffer = b""
+        self._buffer = ""
+        self._pos = 0
 
     def hex(self, nbytes: int) -> str:
+        width = 2 * nbytes
         with self._lock:
-            if len(self._buffer) < nbytes:
-                self._buffer = secrets.token_bytes(4096)
-            chunk, self._buffer = self._buffer[:nbytes], self._buffer[nbytes:]
-        return chunk.hex()
+            pos = self._pos
+            end = pos + width
+            if end > len(self._buffer):
+                self._buffer = secrets.token_bytes(max(self._BLOCK, nbytes)).hex()
+                pos, end = 0, width
+            self._pos = end
+            return self._buffer[pos:end]
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._buffer = b""
+        self._buffer = ""
+        self._pos = 0
 
 
 _SECRETS = _Secrets()

@@ -53,7 +53,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from dsprims.backends._lua import lua_script
+from dsprims.backends._lua import LuaScript, lua_script
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, namespaced_key
 from dsprims.backends.url import resolve_async_backend, resolve_backend
 from dsprims.errors import BackendUnavailable, ConfigurationError
@@ -125,11 +125,31 @@ def _is_noscript(reply: object) -> bool:
     return isinstance(reply, rexc.NoScriptError)
 
 
+def _driver_errors() -> tuple[type[BaseException], tuple[type[BaseException], ...]]:
+    """NOSCRIPT's exception class and every driver exception (redis-py is imported lazily:
+    ``import dsprims`` works without it)."""
+    import redis.exceptions as rexc
+
+    from dsprims.backends.redis import _DRIVER_ERRORS
+
+    return rexc.NoScriptError, _DRIVER_ERRORS
+
+
 def _not_replicated(scripts: _Scripts) -> BackendUnavailable:
     return BackendUnavailable(
         f"the grant was not acknowledged by {scripts.wait_replicas} replica(s) within "
         f"{scripts.wait_ms} ms; it was taken back"
     )
+
+
+def _command_prefix(backend: Any, script: LuaScript, keys: list[str]) -> tuple[Any, ...]:
+    """``EVALSHA <sha> <numkeys> <keys>``, built once per lock: pre-encoded for a standalone
+    client (redis-py then skips encoding, splitting and re-tupling the command name on every
+    call); plain strings for a cluster client, whose routing reads the command name."""
+    if backend.is_cluster:
+        return ("EVALSHA", script.sha, len(keys), *keys)
+    encode = backend.client.get_encoder().encode
+    return (b"EVALSHA", script.sha.encode(), str(len(keys)).encode(), *map(encode, keys))
 
 
 def _text(raw: object) -> str:
@@ -160,16 +180,31 @@ class _Scripts:
         self.slack = "0" if clock is None else str(PINNED_SLACK_MS)
         fence_ms = round(FENCE_TTL * 1000) if params.fencing == "clock" else 10 * 365 * 86_400_000
         # Constant arguments travel as one string: fewer arguments, less client-side encoding.
+        # A caller that pins time appends its now (µs) to it on every call.
         self._packed = (
             f"{params.ttl_us} {int(params.fair)} {waiter_ttl_us(wait_slice)} {params.fencing} "
             f"{self.slack} {fence_ms}"
         )
+        #: The keys lock_acquire.lua and lock_release.lua declare (they derive the others).
+        self.lock_keys = self.keys[:1]
+        self._packed_b, self._slack_b = self._packed.encode(), self.slack.encode()
 
     def now(self) -> str:
         return "" if self.clock is None else str(self.clock.time_ns() // 1000)
 
+    def _with_now(self, packed: str) -> str:
+        return packed if self.clock is None else f"{packed} {self.clock.time_ns() // 1000}"
+
     def acquire_args(self, owner: str, ticket: str) -> list[str]:
-        return [owner, ticket, self.now(), self._packed]
+        return [owner, ticket, self._with_now(self._packed)]
+
+    def acquire_tail(self) -> str | bytes:
+        """The last acquire argument, pre-encoded when it is constant (no pinned clock)."""
+        return self._packed_b if self.clock is None else self._with_now(self._packed)
+
+    def release_tail(self) -> str | bytes:
+        """The last release argument, pre-encoded when it is constant."""
+        return self._slack_b if self.clock is None else self._with_now(self.slack)
 
     @staticmethod
     def acquire_result(reply: Any) -> AcquireDecision:
@@ -179,8 +214,7 @@ class _Scripts:
         return AcquireDecision(False, 0, int(reply[0]), wake or None)
 
     def acquire_command(self, owner: str, ticket: str) -> list[Any]:
-        keys = self.keys
-        return ["EVALSHA", _ACQUIRE.sha, len(keys), *keys, *self.acquire_args(owner, ticket)]
+        return ["EVALSHA", _ACQUIRE.sha, 1, *self.lock_keys, *self.acquire_args(owner, ticket)]
 
     def replicated_result(self, owner: str, replies: list[Any]) -> tuple[AcquireDecision, bool]:
         """The decision of a pipelined grant + ``WAIT``, and whether it must be taken back
@@ -194,7 +228,7 @@ class _Scripts:
         return decision, int(acked) < self.wait_replicas
 
     def release_args(self, owner: str) -> list[str]:
-        return [owner, self.now(), self.slack]
+        return [owner, self._with_now(self.slack)]
 
     def extend_args(self, owner: str, ttl: float) -> list[str]:
         return [owner, str(max(1, round(ttl * 1e6))), self.now(), self.slack]
@@ -215,6 +249,18 @@ class _RedisLockStore:
         self.scripts = scripts
         self.wait_slice = scripts.wait_slice
         self._execute = backend.client.execute_command
+        self._acquire_cmd = _command_prefix(backend, _ACQUIRE, scripts.lock_keys)
+        self._release_cmd = _command_prefix(backend, _RELEASE, scripts.lock_keys)
+        self._noscript, self._errors = _driver_errors()
+
+    def _run(self, command: tuple[Any, ...], script: LuaScript, args: tuple[Any, ...]) -> Any:
+        # backend.evalsha without its per-call work: the command is prebuilt. Same errors.
+        try:
+            return self._execute(*command, *args)
+        except self._noscript:
+            return self.backend.evalsha(script, self.scripts.lock_keys, args)
+        except self._errors as exc:
+            raise translate(exc) from exc
 
     def open_ticket(self, ticket: str) -> None:
         """Nothing to prepare: the wake-up list is created by the script that wakes."""
@@ -226,7 +272,7 @@ class _RedisLockStore:
         s = self.scripts
         if s.wait_replicas:
             return self._replicated(owner, ticket)
-        reply = self.backend.evalsha(_ACQUIRE, s.keys, s.acquire_args(owner, ticket))
+        reply = self._run(self._acquire_cmd, _ACQUIRE, (owner, ticket, s.acquire_tail()))
         return s.acquire_result(reply)
 
     def _replicated(self, owner: str, ticket: str) -> AcquireDecision:
@@ -259,8 +305,8 @@ class _RedisLockStore:
         self.backend.evalsha(_LEAVE, s.keys, s.leave_args(owner, ticket, False))
 
     def release(self, owner: str) -> bool:
-        s = self.scripts
-        return int(self.backend.evalsha(_RELEASE, s.keys, s.release_args(owner))) == 1
+        reply = self._run(self._release_cmd, _RELEASE, (owner, self.scripts.release_tail()))
+        return int(reply) == 1
 
     def extend(self, owner: str, ttl: float) -> bool:
         s = self.scripts
@@ -281,6 +327,9 @@ class _AsyncRedisLockStore:
         self.scripts = scripts
         self.wait_slice = scripts.wait_slice
         self._execute = backend.client.execute_command
+        self._acquire_cmd = _command_prefix(backend, _ACQUIRE, scripts.lock_keys)
+        self._release_cmd = _command_prefix(backend, _RELEASE, scripts.lock_keys)
+        self._noscript, self._errors = _driver_errors()
         # owner -> in-flight acquire script; ticket -> in-flight BLPOP.
         self._inflight: dict[str, asyncio.Future[Any]] = {}
 
@@ -289,6 +338,15 @@ class _AsyncRedisLockStore:
 
     def close_ticket(self, ticket: str) -> None:
         """Nothing to forget locally."""
+
+    async def _run(self, command: tuple[Any, ...], script: LuaScript, args: tuple[Any, ...]) -> Any:
+        # See _RedisLockStore._run.
+        try:
+            return await self._execute(*command, *args)
+        except self._noscript:
+            return await self.backend.evalsha(script, self.scripts.lock_keys, args)
+        except self._errors as exc:
+            raise translate(exc) from exc
 
     async def _shielded(self, handle: str, coro: Any) -> Any:
         task = asyncio.ensure_future(coro)
@@ -302,7 +360,7 @@ class _AsyncRedisLockStore:
         s = self.scripts
         if s.wait_replicas:
             return await self._shielded(owner, self._replicated(owner, ticket))  # type: ignore[no-any-return]
-        coro = self.backend.evalsha(_ACQUIRE, s.keys, s.acquire_args(owner, ticket))
+        coro = self._run(self._acquire_cmd, _ACQUIRE, (owner, ticket, s.acquire_tail()))
         return s.acquire_result(await self._shielded(owner, coro))
 
     async def _replicated(self, owner: str, ticket: str) -> AcquireDecision:
@@ -346,7 +404,7 @@ class _AsyncRedisLockStore:
 
     async def release(self, owner: str) -> bool:
         s = self.scripts
-        reply = await self.backend.evalsha(_RELEASE, s.keys, s.release_args(owner))
+        reply = await self._run(self._release_cmd, _RELEASE, (owner, s.release_tail()))
         return int(reply) == 1
 
     async def extend(self, owner: str, ttl: float) -> bool:

@@ -278,8 +278,8 @@ class _RedlockPlan:
     def acquire_calls(self, owner: str, ticket: str) -> list[Call]:
         s = self.scripts
         # Only the first server queues the ticket: its wake-up list is the one waiters block on.
-        rest = (self._acquire, s.keys, s.acquire_args(owner, ""))
-        first = (self._acquire, s.keys, s.acquire_args(owner, ticket)) if ticket else rest
+        rest = (self._acquire, s.lock_keys, s.acquire_args(owner, ""))
+        first = (self._acquire, s.lock_keys, s.acquire_args(owner, ticket)) if ticket else rest
         return [first, *[rest] * (self.n - 1)]
 
     def outcome(self, replies: list[Any], elapsed: float) -> AcquireDecision:
@@ -301,7 +301,8 @@ class _RedlockPlan:
         ]
 
     def release_calls(self, owner: str) -> list[Call]:
-        return [(self._release, self.scripts.keys, self.scripts.release_args(owner))] * self.n
+        s = self.scripts
+        return [(self._release, s.lock_keys, s.release_args(owner))] * self.n
 
     def extend_calls(self, owner: str, ttl: float) -> list[Call]:
         args = self.scripts.extend_args(owner, ttl)

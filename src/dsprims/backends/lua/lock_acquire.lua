@@ -3,30 +3,32 @@
 -- KEYS[1]: lock hash "<prefix>:{<name>}:lock": o = owner secret, t = token, d = lease deadline
 --          (µs), f = highest token issued. It outlives the lease (f must survive), so the lease
 --          is live only while d > now.
--- KEYS[2]: waiter queue (sorted set ticket -> arrival µs).
--- KEYS[3]: waiter expiry (sorted set ticket -> expiry µs).
--- Per-ticket wake-up lists are "<prefix>:{<name>}:wake:<ticket>" (same hash slot).
+-- The other keys are derived from KEYS[1] (same hash tag, so the same cluster slot), like the
+-- wake-up lists: one declared key is one argument less to encode on the hot path.
+--   "<prefix>:{<name>}:q": waiter queue (sorted set ticket -> arrival µs).
+--   "<prefix>:{<name>}:qx": waiter expiry (sorted set ticket -> expiry µs).
+--   "<prefix>:{<name>}:wake:<ticket>": per-ticket wake-up lists.
 -- ARGV[1]: owner secret. ARGV[2]: ticket ('' = do not queue).
--- ARGV[3]: now in µs since the epoch ('' = read the server's TIME).
--- ARGV[4]: "<lease µs> <fair 1|0> <waiter entry lifetime µs> <clock|counter> <slack ms>
---          <fence lifetime ms>", where slack is added to every PEXPIRE (non-zero only when the
---          caller pins time, so that Redis' real-time expiry never drops state the pinned clock
---          still needs) and "clock" floors tokens by now.
+-- ARGV[3]: "<lease µs> <fair 1|0> <waiter entry lifetime µs> <clock|counter> <slack ms>
+--          <fence lifetime ms>[ <now µs>]", where slack is added to every PEXPIRE (non-zero only
+--          when the caller pins time, so that Redis' real-time expiry never drops state the
+--          pinned clock still needs), "clock" floors tokens by now, and now (µs since the epoch)
+--          is given only by a caller that pins time (else the server's TIME is read).
 -- Returns the token (an integer) when granted, else {wait µs (-1: wait to be woken), woken
 -- ticket or ''}: a bare integer is the cheapest reply to parse on the hot path.
 -- Numbers stay below 2^53 (µs since the epoch), so Lua doubles hold them exactly; they are
 -- written back with %d, never with tostring (which would round to 14 digits).
-local now
-if ARGV[3] ~= '' then
-  now = tonumber(ARGV[3])
+local ttl, fair, wttl, mode, slack, fence_ms, now =
+  string.match(ARGV[3], '^(%d+) (%d) (%d+) (%a+) (%d+) (%d+) ?(%d*)$')
+if now ~= '' then
+  now = tonumber(now)
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local ttl, fair, wttl, mode, slack, fence_ms =
-  string.match(ARGV[4], '^(%d+) (%d) (%d+) (%a+) (%d+) (%d+)$')
 ttl, wttl, slack = tonumber(ttl), tonumber(wttl), tonumber(slack)
 local base = string.sub(KEYS[1], 1, -5)
+local qkey, xkey = base .. 'q', base .. 'qx'
 
 local h = redis.call('HMGET', KEYS[1], 'o', 't', 'd', 'f')
 local owner, token, deadline = h[1], h[2], tonumber(h[3] or '0')
@@ -40,16 +42,16 @@ if owner == me then
 end
 
 -- Only a non-empty queue needs pruning: the uncontended path skips it.
-local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+local head = redis.call('ZRANGE', qkey, 0, 0)[1]
 if head then
-  local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+  local dead = redis.call('ZRANGEBYSCORE', xkey, '-inf', now)
   for _, t in ipairs(dead) do
-    redis.call('ZREM', KEYS[2], t)
-    redis.call('ZREM', KEYS[3], t)
+    redis.call('ZREM', qkey, t)
+    redis.call('ZREM', xkey, t)
     redis.call('DEL', base .. 'wake:' .. t)
   end
   if #dead > 0 then
-    head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+    head = redis.call('ZRANGE', qkey, 0, 0)[1]
   end
 end
 
@@ -62,22 +64,22 @@ if not owner and (fair ~= '1' or not head or head == ticket) then
   redis.call('HSET', KEYS[1], 'o', me, 't', stok, 'd', string.format('%d', now + ttl), 'f', stok)
   redis.call('PEXPIRE', KEYS[1], math.max(tonumber(fence_ms), math.ceil(ttl / 1000)) + slack)
   if ticket ~= '' and head then
-    redis.call('ZREM', KEYS[2], ticket)
-    redis.call('ZREM', KEYS[3], ticket)
+    redis.call('ZREM', qkey, ticket)
+    redis.call('ZREM', xkey, ticket)
     redis.call('DEL', base .. 'wake:' .. ticket)
   end
   return tok
 end
 
 if ticket ~= '' then
-  if not redis.call('ZSCORE', KEYS[2], ticket) then
-    redis.call('ZADD', KEYS[2], string.format('%d', now), ticket)
+  if not redis.call('ZSCORE', qkey, ticket) then
+    redis.call('ZADD', qkey, string.format('%d', now), ticket)
   end
-  redis.call('ZADD', KEYS[3], string.format('%d', now + wttl), ticket)
+  redis.call('ZADD', xkey, string.format('%d', now + wttl), ticket)
   local keep = math.ceil(wttl / 1000) + slack
-  for i = 2, 3 do
-    if redis.call('PTTL', KEYS[i]) < keep then
-      redis.call('PEXPIRE', KEYS[i], keep)
+  for _, k in ipairs({qkey, xkey}) do
+    if redis.call('PTTL', k) < keep then
+      redis.call('PEXPIRE', k, keep)
     end
   end
 end
@@ -87,7 +89,7 @@ if not owner then
   if redis.call('LLEN', key) == 0 then
     redis.call('LPUSH', key, '1')
   end
-  local e = tonumber(redis.call('ZSCORE', KEYS[3], head) or now)
+  local e = tonumber(redis.call('ZSCORE', xkey, head) or now)
   redis.call('PEXPIRE', key, math.max(1, math.ceil((e - now) / 1000)) + slack)
   return {-1, head}
 end
