@@ -214,11 +214,19 @@ class _Counter(_Algorithm):
         cost: int,
         consume: bool,
     ) -> Verdict4:
-        state: CounterState | None = store.get(key)
+        entry = table.get(key)
+        # A live key written on this clock is read and updated in place (the caller holds the
+        # lock); anything else goes through the backend's own expiry and accounting.
+        live = entry is not None and entry[2] is clock and t < entry[1]
+        state: CounterState | None = entry[0] if live else store.get(key)  # type: ignore[index]
         verdict, new_state = counter_decide(self.params, state, now, cost, consume)
         if verdict[0] and consume and cost:
             ttl = verdict[3] * 1e-6 + _MARGIN
-            store.transact(key, lambda _old: (None, new_state), ttl=ttl, clock=clock)
+            if live:
+                entry[0] = new_state  # type: ignore[index]
+                entry[1] = t + ttl  # type: ignore[index]
+            else:
+                store.transact(key, lambda _old: (None, new_state), ttl=ttl, clock=clock)
         return verdict
 
 
@@ -245,7 +253,9 @@ class _Log(_Algorithm):
         cost: int,
         consume: bool,
     ) -> Verdict4:
-        state: _LogState | None = store.get(key)
+        entry = table.get(key)
+        live = entry is not None and entry[2] is clock and t < entry[1]
+        state: _LogState | None = entry[0] if live else store.get(key)  # type: ignore[index]
         if state is None:
             verdict, update = log_decide(self.params, (), (), 0, now, cost, consume)
             if update.append:
@@ -268,10 +278,9 @@ class _Log(_Algorithm):
             else:
                 times.append(update.at)
                 costs.append(update.append)
-            entry = table.get(key)
             ttl = verdict[3] * 1e-6 + _MARGIN
-            if entry is not None and entry[2] is clock:
-                entry[1] = t + ttl
+            if live:
+                entry[1] = t + ttl  # type: ignore[index]
             else:  # written by a limiter on another clock: re-store it on ours
                 store.transact(key, lambda _old: (None, state), ttl=ttl, clock=clock)
         elif not times:
