@@ -48,7 +48,7 @@ import threading
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat, zip_longest
 from operator import add as _add
@@ -137,12 +137,12 @@ class _Snapshot:
     """
 
     weights: dict[str, float]
-    ends: list[int]
+    ends: Sequence[int]
     owners: list[str]
     # Default mode only: sorted unique point coordinates, their owners, and tied points ->
     # every node holding them, sorted. (Point i's cell ends at ``q[i] + q[i+1]`` in the lookup
     # space, which ``ends`` holds, rotated: see _lookup_arrays.)
-    points: list[int] = field(default_factory=list)
+    points: Sequence[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     shadow: dict[int, list[str]] = field(default_factory=dict)
 
@@ -165,17 +165,18 @@ def _point_count(name: str, weight: float, vnodes: int) -> int:
     return count
 
 
-def _lookup_arrays(bounds: list[int], names: list[str]) -> tuple[list[int], list[str]]:
+def _lookup_arrays(bounds: Sequence[int], names: list[str]) -> tuple[array[int], list[str]]:
     """Rotate the per-point cell ends into sorted interval ends, and add the wrap sentinel."""
     last = bounds[-1]
     if last >= _LSPACE:
-        ends = [last - _LSPACE]
-        ends += bounds
+        ends = array("I", [last - _LSPACE])
+        ends.extend(bounds)
         ends[-1] = _LSPACE
         owners = [names[-1]]
         owners += names
     else:
-        ends = [*bounds, _LSPACE]
+        ends = array("I", bounds)
+        ends.append(_LSPACE)
         owners = [*names, names[0]]
     return ends, owners
 
@@ -195,7 +196,7 @@ def _build_default(weights: dict[str, float], vnodes: int) -> _Snapshot:
 
 def _sorted_points(
     order: list[str], counts: list[int]
-) -> tuple[list[int], list[str], dict[int, list[str]]]:
+) -> tuple[array[int], list[str], dict[int, list[str]]]:
     """Every node's points, sorted, with their owners and the tied points (see _find_ties).
 
     The same points as :func:`node_points` (pinned to :func:`_build_default_reference` by a
@@ -227,7 +228,7 @@ def _sorted_points(
     sorted_q = bytearray(4 * size)
     for j in range(4):
         sorted_q[j::4] = ordered[2 + j :: 8]
-    points: list[int] = _native(array("I", sorted_q)).tolist()
+    points = _native(array("I", sorted_q))
     if len(order) <= 256:
         names = [order[r] for r in ordered[0::8]]
     else:
@@ -247,7 +248,7 @@ def _sorted_points(
     return points, names, shadow
 
 
-def _dedupe(points: list[int], names: list[str]) -> dict[int, list[str]]:
+def _dedupe(points: array[int], names: list[str]) -> dict[int, list[str]]:
     """Drop repeated points in place (the first copy, the smallest name, stays); return the
     tied points with all their holders, sorted (rare: about one ring in six at 40,000 points)."""
     shadow: dict[int, list[str]] = {}
@@ -262,13 +263,13 @@ def _dedupe(points: list[int], names: list[str]) -> dict[int, list[str]]:
     return {q: holders for q, holders in shadow.items() if len(holders) > 1}
 
 
-def _cell_bounds(points: list[int]) -> list[int]:
+def _cell_bounds(points: array[int]) -> array[int]:
     """Each point's cell end ``q[i] + q[i+1]`` (wrapping for the last), in one big-integer
     addition: words are below 2**30, so their sums never carry into the next word."""
     size = len(points)
-    value = int.from_bytes(_native(array("I", points)).tobytes(), "little")
+    value = int.from_bytes(_native(array("I", points)).tobytes(), "little")  # a copy
     sums = (value + (value >> 32)).to_bytes(4 * size, "little")
-    bounds: list[int] = _native(array("I", sums)).tolist()
+    bounds = _native(array("I", sums))
     bounds[-1] = points[-1] + points[0] + _QSPACE
     return bounds
 
@@ -295,10 +296,10 @@ def _build_default_reference(weights: dict[str, float], vnodes: int) -> _Snapsho
         total += len(pts)
         owner_of.update(zip(pts, repeat(name)))
     shadow = _find_ties(node_pts) if len(owner_of) < total else {}
-    points = sorted(owner_of)
+    points = array("I", sorted(owner_of))
     names = list(map(owner_of.__getitem__, points))
     # A C-level pass (the build is dominated by per-point work): cell end = q[i] + q[i+1].
-    bounds = list(map(_add, points, points[1:]))
+    bounds = array("I", map(_add, points, points[1:]))
     bounds.append(points[-1] + points[0] + _QSPACE)
     ends, owners = _lookup_arrays(bounds, names)
     return _Snapshot(weights, ends, owners, points, names, shadow)
@@ -319,9 +320,7 @@ def _find_ties(node_pts: list[tuple[str, list[int]]]) -> dict[int, list[str]]:
     return holders
 
 
-def _splice(
-    runs: Iterable[list[Any]], singles: Iterable[Any] = (), out: list[Any] | None = None
-) -> list[Any]:
+def _splice(runs: Iterable[Any], singles: Iterable[Any] = (), out: Any = None) -> Any:
     """Append ``runs[0], singles[0], runs[1], singles[1], ...`` (then the rest of ``runs``)
     to ``out`` in C-level passes: one ``extend`` per piece, no per-item Python code."""
     if out is None:
@@ -332,13 +331,13 @@ def _splice(
 
 def _respliced(
     snap: _Snapshot,
-    points: list[int],
+    points: array[int],
     names: list[str],
     starts: list[int],
     stops: list[int],
     added: str | None,
     dirty: Iterable[int],
-) -> tuple[list[int], list[str], list[str]]:
+) -> tuple[array[int], list[str], list[str]]:
     """``(ends, owners, names)`` of a spliced ring, spliced straight from the old ones.
 
     ``points`` is the new ring; the old one is cut into runs ``[starts[k], stops[k])``, each
@@ -353,7 +352,7 @@ def _respliced(
     cells = map(
         snap.ends.__getitem__, map(slice, [a + shift for a in starts], [b + shift for b in stops])
     )
-    ends = _splice(cells, repeat((0,), count), [0])  # cell end of point i at index i + 1
+    ends = _splice(cells, repeat((0,), count), array("I", [0]))  # cell end i at index i + 1
     owners = _splice(
         map(names.__getitem__, map(slice, starts, stops)), repeat((added,), count), [added]
     )
@@ -405,7 +404,7 @@ def _add_default(snap: _Snapshot, name: str, weight: float, vnodes: int) -> _Sna
     # Old runs between insertion points, each followed by one new point: new point i lands
     # at index where[i] + i.
     starts, stops = [0, *where], [*where, size]
-    points = _splice(map(old_points.__getitem__, map(slice, starts, stops)), zip(new))
+    points = _splice(map(old_points.__getitem__, map(slice, starts, stops)), zip(new), array("I"))
     last = len(points) - 1
     dirty = {j for i, pos in enumerate(where) for j in (pos + i - 1 if pos else last, pos + i)}
     ends, owners, new_names = _respliced(snap, points, names, starts, stops, name, dirty)
@@ -442,7 +441,7 @@ def _remove_default(snap: _Snapshot, name: str, vnodes: int) -> _Snapshot:
             names[pos] = owner
     size = len(old_points)
     starts, stops = [0, *[pos + 1 for pos in deletes]], [*deletes, size]
-    points = _splice(map(old_points.__getitem__, map(slice, starts, stops)))
+    points = _splice(map(old_points.__getitem__, map(slice, starts, stops)), (), array("I"))
     # The point before each deleted one (new index pos - i - 1) faces a new neighbour.
     last = len(points) - 1
     dirty = {pos - i - 1 if pos > i else last for i, pos in enumerate(deletes)}
@@ -462,7 +461,7 @@ def _build_ketama(weights: dict[str, float]) -> _Snapshot:
 
 
 def _walk(
-    points: list[int], names: list[str], want: int, h: int
+    points: Sequence[int], names: list[str], want: int, h: int
 ) -> tuple[int, int, tuple[str, ...]]:
     """The preference list of hash ``h``: distinct owners of points in order of distance.
 
@@ -583,7 +582,7 @@ def _empty_lookup(key: object) -> str:
     raise EmptyRingError("the ring has no nodes: add_node() before looking keys up")
 
 
-def _make_get_ketama(ends: list[int], owners: list[str]) -> Callable[[str | bytes], str]:
+def _make_get_ketama(ends: Sequence[int], owners: list[str]) -> Callable[[str | bytes], str]:
     """The ketama-mode lookup closure: MD5 key hash, then the same lazily filled prefix table
     as the default mode (here over the 32-bit hash itself)."""
     md5, first_word, bisect = hashlib.md5, _FIRST_WORD.unpack_from, bisect_left
@@ -935,7 +934,7 @@ class HashRing:
 
 
 def _diff(
-    ends_a: list[int], owners_a: list[str], ends_b: list[int], owners_b: list[str]
+    ends_a: Sequence[int], owners_a: list[str], ends_b: Sequence[int], owners_b: list[str]
 ) -> list[Move]:
     """Merge two rings' interval ends (in the same lookup space); report owner changes."""
     moves: list[Move] = []
