@@ -35,8 +35,9 @@ integer weights, float32 arithmetic, stable tie order by server-list order, succ
 gives none of the minimal-disruption guarantees above beyond what libketama gives.
 
 Failure modes: an empty ring raises :class:`EmptyRingError` on lookup. Memory is about
-``100 bytes * vnodes * total weight``; weights are multipliers of ``vnodes``, so keep them in a
-small range (e.g. 0.1 to 10) rather than raw capacities such as 64000.
+``24 bytes * vnodes * total weight`` plus a lookup table of up to 2 MiB; weights are multipliers
+of ``vnodes``, so keep them in a small range (e.g. 0.1 to 10) rather than raw capacities such as
+64000.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ _MAX_HASH = HASH_SPACE - 1
 _QSPACE = 1 << 30  # point coordinates q: ring position 4 * q
 _LSPACE = 1 << 31  # default-mode lookup space: hash >> 1, interval ends a + b
 _TABLE_MAX_BITS = 18  # prefix table of at most 2**18 entries (2 MiB)
-_MEMO_MAX = 1 << 15  # cached preference lists per snapshot (about 3 MiB at most)
+_MEMO_MAX = 1 << 14  # buckets of cached preference lists per snapshot (about 5 MiB at most)
 _FIRST_WORD = struct.Struct("<I")
 _FAST_BUILD_MAX_NODES = 1 << 16  # node ranks take two bytes in _sorted_points
 _Q_MASK = b"\xff\xff\xff\x3f"  # one little-endian 30-bit word mask
@@ -540,7 +541,7 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
                 cuts.append(end)
                 _, end, prefs = walk(points, names, want, end)
                 lists.append(prefs)
-            entry = [cuts, lists]
+            entry = [tuple(cuts), tuple(lists)]
         table[bucket] = entry
         filled[0] += 1
         if entry.__class__ is tuple:
