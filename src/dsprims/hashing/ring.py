@@ -90,9 +90,7 @@ _TABLE_MAX_BITS = 18  # prefix table of at most 2**18 entries (2 MiB)
 _MEMO_MAX = 1 << 14  # buckets of cached preference lists per snapshot (about 5 MiB at most)
 _FIRST_WORD = struct.Struct("<I")
 _FAST_BUILD_MAX_NODES = 1 << 16  # node ranks take two bytes in _sorted_points
-_Q_MASK = b"\xff\xff\xff\x3f"  # one little-endian 30-bit word mask
 _WORD_ONE = b"\x01\x00\x00\x00"
-_WORD_TOP = b"\x00\x00\x00\x80"
 _FLOAT_BASE = b"\x00\x00\x00\x00\x00\x00\x30\x43"  # the double 2.0**52, little-endian
 _BIG_ENDIAN = sys.byteorder == "big"
 _mmh3_32 = mmh3.hash
@@ -215,7 +213,8 @@ def _sorted_points(
             for name, count in zip(order, counts, strict=True)
         ]
     )
-    words = (int.from_bytes(blob, "little") >> 2) & int.from_bytes(_Q_MASK * size, "little")
+    ones = int.from_bytes(_WORD_ONE * size, "little")  # 1 in every 32-bit word
+    words = (int.from_bytes(blob, "little") >> 2) & ((ones << 30) - ones)
     qbytes = words.to_bytes(4 * size, "little")
     ranks = b"".join([rank.to_bytes(2, "little") * count for rank, count in enumerate(counts)])
     packed = bytearray(_FLOAT_BASE * size)  # little-endian doubles with exponent 52
@@ -243,8 +242,7 @@ def _sorted_points(
         # there; for 30-bit words, (x - 1) sets bit 31 of a word only if the word is zero.
         value = int.from_bytes(sorted_q, "little")
         neighbours = (value ^ (value >> 32)) | (1 << (32 * (size - 1)))
-        ones = int.from_bytes(_WORD_ONE * size, "little")
-        if (neighbours - ones) & int.from_bytes(_WORD_TOP * size, "little"):
+        if (neighbours - ones) & (ones << 31):
             shadow = _dedupe(points, names)
     return points, names, shadow
 
