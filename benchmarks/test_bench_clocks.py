@@ -28,19 +28,30 @@ pytestmark = pytest.mark.benchmark(max_time=0.4)
 NOW = "clocks: HLC now() (thread-safe)"
 UPDATE = "clocks: HLC update(remote) (thread-safe)"
 
+# Every row of the two HLC groups runs the same loop: ROUNDS timed rounds of ITERATIONS calls
+# each, the timer read once per round. Left to its calibration, pytest-benchmark settles on 1
+# call per round for a row whose first call happened to be slow (cold caches, a busy machine)
+# and on 100 for the floor, so the ours row alone paid a timer read per call.
+ITERATIONS = 200
+ROUNDS = 400
+
+
+def _run(benchmark: Any, fn: Any, *args: Any) -> None:
+    benchmark.pedantic(fn, args=args, iterations=ITERATIONS, rounds=ROUNDS, warmup_rounds=5)
+
 
 def test_hlc_now_ours(mark: Any) -> None:
     clock = HybridLogicalClock()
-    mark(NOW, "ours", "HybridLogicalClock.now")(clock.now)
+    _run(mark(NOW, "ours", "HybridLogicalClock.now"), clock.now)
 
 
 def test_hlc_now_floor(mark: Any) -> None:
-    mark(NOW, "floor", "time.time_ns()", goal=6.0)(time.time_ns)
+    _run(mark(NOW, "floor", "time.time_ns()", goal=6.0), time.time_ns)
 
 
 def test_hlc_now_hlcpy(mark: Any) -> None:
     clock = hlcpy.HLC.from_now()
-    mark(NOW, "peer", "hlcpy HLC.sync")(clock.sync)
+    _run(mark(NOW, "peer", "hlcpy HLC.sync"), clock.sync)
 
 
 def _remote() -> HLCTimestamp:
@@ -50,17 +61,17 @@ def _remote() -> HLCTimestamp:
 
 def test_hlc_update_ours(mark: Any) -> None:
     clock = HybridLogicalClock()
-    mark(UPDATE, "ours", "HybridLogicalClock.update")(clock.update, _remote())
+    _run(mark(UPDATE, "ours", "HybridLogicalClock.update"), clock.update, _remote())
 
 
 def test_hlc_update_floor(mark: Any) -> None:
-    mark(UPDATE, "floor", "time.time_ns()", goal=9.0)(time.time_ns)
+    _run(mark(UPDATE, "floor", "time.time_ns()", goal=9.0), time.time_ns)
 
 
 def test_hlc_update_hlcpy(mark: Any) -> None:
     clock = hlcpy.HLC.from_now()
     remote = hlcpy.HLC(time.time_ns() - 1_000_000, 3)
-    mark(UPDATE, "peer", "hlcpy HLC.merge (no skew guard)")(clock.merge, remote)
+    _run(mark(UPDATE, "peer", "hlcpy HLC.merge (no skew guard)"), clock.merge, remote)
 
 
 ENCODE = "clocks: HLC timestamp encode + decode"

@@ -356,6 +356,31 @@ def test_eight_threads_on_a_frozen_clock_get_unique_increasing_timestamps() -> N
     assert sorted(t.logical for t in everything) == list(range(8 * per_thread))
 
 
+def test_eight_threads_on_the_system_clock_get_unique_increasing_timestamps() -> None:
+    # The real clock moves, so most calls take the inlined fast path while threads contend.
+    clock = HybridLogicalClock()
+    remote = HLCTimestamp(clock.now().wall_ns, 7)
+    per_thread = 5_000
+    results: list[list[HLCTimestamp]] = [[] for _ in range(8)]
+    barrier = threading.Barrier(8)
+
+    def work(k: int, out: list[HLCTimestamp]) -> None:
+        barrier.wait()
+        for i in range(per_thread):
+            out.append(clock.update(remote) if (i + k) % 3 == 0 else clock.now())
+
+    threads = [threading.Thread(target=work, args=(k, out)) for k, out in enumerate(results)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [t for out in results for t in out]
+    assert len(set(everything)) == 8 * per_thread
+    assert all(t > remote for t in everything)
+    for out in results:
+        assert all(a < b for a, b in itertools.pairwise(out))
+
+
 def test_concurrent_updates_and_nows_stay_above_every_remote() -> None:
     physical = ManualClock(1_000_000)
     clock = HybridLogicalClock(clock=physical, max_offset=0)
