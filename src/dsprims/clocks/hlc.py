@@ -60,7 +60,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from dsprims.clocks.message import Stamped
 from dsprims.errors import ClockSkewError, ConfigurationError
@@ -93,7 +93,28 @@ _STRING_FORM = re.compile(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class HLCTimestamp(tuple[int, int]):
+class _TimestampType(type):
+    """Metaclass of :class:`HLCTimestamp`: the validating public constructor lives here.
+
+    ``HLCTimestamp`` itself defines no ``__new__``, so it keeps ``tuple``'s C constructor, which
+    the clock's hot paths reach through ``_make`` (``type.__call__`` bound to the class, i.e. the
+    metaclass's ``__call__`` bypassed) without the argument shuffling of ``tuple.__new__(cls,
+    ...)``. Every user-visible ``HLCTimestamp(wall_ns, logical)`` call goes through here.
+    """
+
+    def __call__(cls, wall_ns: int, logical: int = 0) -> Any:
+        if isinstance(wall_ns, bool) or not isinstance(wall_ns, int):
+            raise TypeError(f"wall_ns must be an int, got {type(wall_ns).__name__}")
+        if isinstance(logical, bool) or not isinstance(logical, int):
+            raise TypeError(f"logical must be an int, got {type(logical).__name__}")
+        if not 0 <= wall_ns <= MAX_WALL_NS:
+            raise ValueError(f"wall_ns must be in [0, 2**64 - 1], got {wall_ns!r}")
+        if not 0 <= logical <= MAX_LOGICAL:
+            raise ValueError(f"logical must be in [0, 2**32 - 1], got {logical!r}")
+        return tuple.__new__(cls, (wall_ns, logical))  # type: ignore[arg-type]
+
+
+class HLCTimestamp(tuple[int, int], metaclass=_TimestampType):
     """A hybrid logical clock timestamp: ``(wall_ns, logical)``.
 
     Ordered lexicographically (wall time first, then the logical counter), hashable, immutable,
@@ -128,18 +149,9 @@ class HLCTimestamp(tuple[int, int]):
 
     __slots__ = ()
 
-    def __new__(cls, wall_ns: int, logical: int = 0) -> Self:
-        if isinstance(wall_ns, bool) or not isinstance(wall_ns, int):
-            raise TypeError(f"wall_ns must be an int, got {type(wall_ns).__name__}")
-        if isinstance(logical, bool) or not isinstance(logical, int):
-            raise TypeError(f"logical must be an int, got {type(logical).__name__}")
-        if not 0 <= wall_ns <= MAX_WALL_NS:
-            raise ValueError(f"wall_ns must be in [0, 2**64 - 1], got {wall_ns!r}")
-        if not 0 <= logical <= MAX_LOGICAL:
-            raise ValueError(f"logical must be in [0, 2**32 - 1], got {logical!r}")
-        return tuple.__new__(cls, (wall_ns, logical))
-
     if TYPE_CHECKING:
+        # The signature type checkers see; at run time the metaclass validates (see there).
+        def __new__(cls, wall_ns: int, logical: int = 0) -> Self: ...
 
         @property
         def wall_ns(self) -> int:
@@ -156,8 +168,9 @@ class HLCTimestamp(tuple[int, int]):
         wall_ns = property(itemgetter(0), doc="Physical component: nanoseconds since the epoch.")
         logical = property(itemgetter(1), doc="Logical counter, ordering events sharing wall_ns.")
 
-    def __getnewargs__(self) -> tuple[int, int]:
-        return (self[0], self[1])
+    def __reduce__(self) -> tuple[type[HLCTimestamp], tuple[int, int]]:
+        # Unpickling calls the class, so a pickle is validated like any other construction.
+        return (self.__class__, (self[0], self[1]))
 
     def __repr__(self) -> str:
         return f"HLCTimestamp(wall_ns={self[0]}, logical={self[1]})"
@@ -303,9 +316,11 @@ class HLCTimestamp(tuple[int, int]):
         return _EPOCH + timedelta(microseconds=self[0] // 1_000)
 
 
-_new = tuple.__new__
+#: ``_make((wall, logical))`` builds a timestamp without validation, through tuple's own
+#: constructor (see :class:`_TimestampType`): for values the rules computed from valid ones.
+_make: Callable[[tuple[int, int]], HLCTimestamp] = type.__call__.__get__(HLCTimestamp)
 _NEVER = -(1 << 63)  # "no physical reading yet": below any reading, so never a backward jump
-_ZERO = _new(HLCTimestamp, (0, 0))
+_ZERO = _make((0, 0))
 
 
 # -- the pure core -----------------------------------------------------------------------------
@@ -327,11 +342,11 @@ def hlc_send(last: HLCTimestamp, pt: int) -> HLCTimestamp:
     """
     wall, logical = last
     if pt > wall:
-        return _new(HLCTimestamp, (pt, 0))
+        return _make((pt, 0))
     if logical < MAX_LOGICAL:
-        return _new(HLCTimestamp, (wall, logical + 1))
+        return _make((wall, logical + 1))
     # Carry instead of wrapping: (wall, MAX) < (wall + 1, 0) keeps the order strict.
-    return _new(HLCTimestamp, (wall + 1, 0))
+    return _make((wall + 1, 0))
 
 
 def hlc_receive(
@@ -360,7 +375,7 @@ def hlc_receive(
     if pt > remote_wall:
         # The common case: the message is from the past, so it cannot be too far ahead.
         if pt > wall:
-            return _new(HLCTimestamp, (pt, 0))
+            return _make((pt, 0))
         logical += 1  # wall >= pt > remote_wall: l' = l
     else:
         if remote_wall - pt > max_offset_ns and max_offset_ns:
@@ -376,8 +391,8 @@ def hlc_receive(
         else:
             logical = (logical if logical > remote_logical else remote_logical) + 1
     if logical <= MAX_LOGICAL:
-        return _new(HLCTimestamp, (wall, logical))
-    return _new(HLCTimestamp, (wall + 1, 0))
+        return _make((wall, logical))
+    return _make((wall + 1, 0))
 
 
 # -- the thread-safe shell ---------------------------------------------------------------------
@@ -532,7 +547,7 @@ class HybridLogicalClock:
                 # (pt, 0); and since the last reading is <= l < pt, there is no backward jump.
                 # Pinned to hlc_send by tests/clocks/test_properties.py.
                 self._wall = self._last_pt = pt
-                self._last = ts = _new(HLCTimestamp, (pt, 0))
+                self._last = ts = _make((pt, 0))
                 return ts
             last_pt = self._last_pt
             self._last_pt = pt
@@ -570,7 +585,7 @@ class HybridLogicalClock:
                 # No backward jump either, as in now(). Pinned to hlc_receive by
                 # tests/clocks/test_properties.py.
                 self._wall = self._last_pt = pt
-                self._last = ts = _new(HLCTimestamp, (pt, 0))
+                self._last = ts = _make((pt, 0))
                 return ts
             try:
                 ts = hlc_receive(self._last, pt, remote, self._max_offset_ns)
