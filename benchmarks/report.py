@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import sys
 from collections import defaultdict
 from importlib import metadata
@@ -31,6 +32,14 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
+_ROLE_ORDER = {"ours": 0, "floor": 1, "peer": 2}
+
+
+def _row_order(row: dict[str, Any]) -> tuple[Any, ...]:
+    info = row.get("extra_info", {})
+    return (info.get("x", 0), _ROLE_ORDER.get(info.get("role", ""), 3), row["name"])
+
+
 def render(data: dict[str, Any]) -> str:
     """The Markdown report for one pytest-benchmark run."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -54,25 +63,40 @@ def render(data: dict[str, Any]) -> str:
     ]
     for group in sorted(groups):
         rows = groups[group]
-        ours = [r for r in rows if r.get("extra_info", {}).get("role") == "ours"]
-        lines += [
-            f"## {group}",
-            "",
-            "| what | role | median | ours / this | goal |",
-            "|---|---|---|---|---|",
-        ]
-        base = ours[0]["stats"]["median"] if ours else None
-        order = {"ours": 0, "floor": 1, "peer": 2}
-        rows.sort(key=lambda r: (order.get(r.get("extra_info", {}).get("role", ""), 3), r["name"]))
+        for row in rows:
+            samples = row.get("extra_info", {}).get("samples_ms")
+            if samples:
+                # A latency distribution: the row's time is its median sample, and p99 is shown.
+                ordered = sorted(samples)
+                row["stats"]["median"] = statistics.median(ordered) / 1000
+                p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+                row.setdefault("extra_info", {})["label"] = (
+                    f"{row['extra_info'].get('label', row['name'])} (p99 {p99:.2f} ms, "
+                    f"max {ordered[-1]:.2f} ms, n={len(ordered)})"
+                )
+        sized = all("x" in r.get("extra_info", {}) for r in rows)
+        lines += [f"## {group}", ""]
+        if sized:
+            lines += ["| what | size | role | median | ours / this |", "|---|---|---|---|---|"]
+        else:
+            lines += ["| what | role | median | ours / this | goal |", "|---|---|---|---|---|"]
+        rows.sort(key=_row_order)
         for row in rows:
             info = row.get("extra_info", {})
+            peers = [r for r in rows if r.get("extra_info", {}).get("x") == info.get("x")]
+            ours = [r for r in peers if r.get("extra_info", {}).get("role") == "ours"]
+            base = ours[0]["stats"]["median"] if ours else None
             mean = row["stats"]["median"]
             ratio = "" if base is None or row in ours else f"{base / mean:.2f}×"
+            label = info.get("label", row["name"])
+            if sized:
+                role = info.get("role", "?")
+                lines.append(f"| {label} | {info['x']} | {role} | {_fmt_time(mean)} | {ratio} |")
+                continue
             goal = info.get("goal")
             verdict = ""
             if goal is not None and base is not None and row not in ours:
                 verdict = f"≤ {goal}× " + ("✅" if base / mean <= goal else "❌")
-            label = info.get("label", row["name"])
             lines.append(
                 f"| {label} | {info.get('role', '?')} | {_fmt_time(mean)} | {ratio} | {verdict} |"
             )
