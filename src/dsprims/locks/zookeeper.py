@@ -549,6 +549,65 @@ class _ZooKeeperLockBase:
         limit = check_timeout(timeout)
         return None if limit is None else self.clock.monotonic() + limit
 
+    # The sync and async acquire loops differ only in how they wait; what they do with each
+    # step, failure and reply lives in the three methods below, once.
+
+    @staticmethod
+    def _next_action(
+        attempt: _Attempt, result: object, error: BaseException | None
+    ) -> Action | Outcome:
+        """Advance the pure acquire protocol: its next action, or its final outcome."""
+        try:
+            return attempt.gen.throw(error) if error else attempt.gen.send(result)
+        except StopIteration as stop:
+            outcome: Outcome = stop.value
+            return outcome
+
+    def _before_send(self, attempt: _Attempt, action: Action) -> float:
+        """Note what a request needs before it is sent; return its send time."""
+        if isinstance(action, Enroll):
+            attempt.losses = self._session.losses
+        return self.clock.monotonic()
+
+    def _request_failed(
+        self,
+        attempt: _Attempt,
+        action: Action,
+        request: Any,
+        exc: BaseException,
+        *,
+        wait: bool,
+        tries: int,
+        deadline: float | None,
+    ) -> tuple[_Attempt, Action]:
+        """Clean up after a request that failed; return what to send next, or re-raise ``exc``.
+
+        An enrollment whose create was sent may still land: its node is handed to the janitor
+        (by owner id), and a retried acquire enrolls afresh under a new owner id.
+        """
+        if request is not None and isinstance(action, Enroll):
+            self._session.abandon_create(request, attempt.parent, attempt.owner)
+        if not isinstance(exc, BackendUnavailable) or not self._may_retry(wait, tries, deadline):
+            raise exc
+        if isinstance(action, Enroll):
+            attempt = _Attempt(self._parent, self._session, wait=wait)
+            action = next(attempt.gen)
+        return attempt, action
+
+    @staticmethod
+    def _reply(
+        attempt: _Attempt, sent: float, raw: Any, decode: Callable[[Any], object]
+    ) -> tuple[object, BaseException | None]:
+        """Decode a reply into the protocol's next input: ``(result, error)``."""
+        attempt.confirmed = sent
+        try:
+            result = decode(raw)
+        except ParentMissing as exc:
+            return None, exc
+        if isinstance(result, Enrolled):
+            attempt.node = result.path
+        return result, None
+
     def _start(
         self, attempt: _Attempt, action: Action, arm: Callable[[], Callable[[Any], None]]
     ) -> tuple[Any, Callable[[Any], object]]:
@@ -689,12 +748,11 @@ class ZooKeeperLock(_ZooKeeperLockBase):
             result: object = None
             error: BaseException | None = None
             while True:
-                try:
-                    action = attempt.gen.throw(error) if error else attempt.gen.send(result)
-                except StopIteration as stop:
-                    outcome: Outcome = stop.value
+                step = self._next_action(attempt, result, error)
+                if isinstance(step, Outcome):
+                    outcome = step
                     break
-                result, error = None, None
+                action, result, error = step, None, None
                 if isinstance(action, AwaitChange):
                     if self._session.losses != attempt.losses:
                         continue  # the session ended (its wake-up may predate the watch)
@@ -714,36 +772,17 @@ class ZooKeeperLock(_ZooKeeperLockBase):
                         ):
                             wake.clear()
                             wake.wait(until - time.monotonic())
-                    sent = self.clock.monotonic()
-                    if isinstance(action, Enroll):
-                        attempt.losses = self._session.losses
+                    sent = self._before_send(attempt, action)
                     request = None
                     try:
                         request, decode = self._start(attempt, action, arm)
                         raw = backend.wait(request)
                         break
-                    except BackendUnavailable:
-                        if request is not None and isinstance(action, Enroll):
-                            self._session.abandon_create(request, attempt.parent, attempt.owner)
-                        if not self._may_retry(wait, tries, deadline):
-                            raise
-                        if isinstance(action, Enroll):
-                            # Its node may exist: the janitor removes it by owner id, and
-                            # this acquire enrolls afresh under a new owner id.
-                            attempt = _Attempt(self._parent, self._session, wait=wait)
-                            action = next(attempt.gen)
-                    except BaseException:
-                        if request is not None and isinstance(action, Enroll):
-                            self._session.abandon_create(request, attempt.parent, attempt.owner)
-                        raise
-                attempt.confirmed = sent
-                try:
-                    result = decode(raw)
-                except ParentMissing as exc:
-                    error = exc
-                    continue
-                if isinstance(result, Enrolled):
-                    attempt.node = result.path
+                    except BaseException as exc:
+                        attempt, action = self._request_failed(
+                            attempt, action, request, exc, wait=wait, tries=tries, deadline=deadline
+                        )
+                result, error = self._reply(attempt, sent, raw, decode)
         except _Timeout:
             with contextlib.suppress(Exception):  # on failure the janitor takes over
                 self._delete_now(attempt)
@@ -854,12 +893,11 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
             result: object = None
             error: BaseException | None = None
             while True:
-                try:
-                    action = attempt.gen.throw(error) if error else attempt.gen.send(result)
-                except StopIteration as stop:
-                    outcome: Outcome = stop.value
+                step = self._next_action(attempt, result, error)
+                if isinstance(step, Outcome):
+                    outcome = step
                     break
-                result, error = None, None
+                action, result, error = step, None, None
                 if isinstance(action, AwaitChange):
                     if self._session.losses != attempt.losses:
                         continue  # the session ended (its wake-up may predate the watch)
@@ -884,36 +922,17 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
                             with contextlib.suppress(TimeoutError):
                                 async with asyncio.timeout(until - time.monotonic()):
                                     await wake.wait()
-                    sent = self.clock.monotonic()
-                    if isinstance(action, Enroll):
-                        attempt.losses = self._session.losses
+                    sent = self._before_send(attempt, action)
                     request = None
                     try:
                         request, decode = self._start(attempt, action, arm)
                         raw = await self._await(request)
                         break
-                    except BackendUnavailable:
-                        if request is not None and isinstance(action, Enroll):
-                            self._session.abandon_create(request, attempt.parent, attempt.owner)
-                        if not self._may_retry(wait, tries, deadline):
-                            raise
-                        if isinstance(action, Enroll):
-                            # Its node may exist: the janitor removes it by owner id, and
-                            # this acquire enrolls afresh under a new owner id.
-                            attempt = _Attempt(self._parent, self._session, wait=wait)
-                            action = next(attempt.gen)
-                    except BaseException:
-                        if request is not None and isinstance(action, Enroll):
-                            self._session.abandon_create(request, attempt.parent, attempt.owner)
-                        raise
-                attempt.confirmed = sent
-                try:
-                    result = decode(raw)
-                except ParentMissing as exc:
-                    error = exc
-                    continue
-                if isinstance(result, Enrolled):
-                    attempt.node = result.path
+                    except BaseException as exc:
+                        attempt, action = self._request_failed(
+                            attempt, action, request, exc, wait=wait, tries=tries, deadline=deadline
+                        )
+                result, error = self._reply(attempt, sent, raw, decode)
         except _Timeout:
             with contextlib.suppress(Exception):  # on failure the janitor takes over
                 await self._delete_now(attempt)
