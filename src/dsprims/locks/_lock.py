@@ -211,6 +211,27 @@ class _Common:
             return "sleep", plan.at - now
         return "renew", plan.ttl
 
+    def _lease_options(self, start: float) -> dict[str, Any]:
+        """The lease settings shared by sync and async grants made at ``start``."""
+        return {
+            "clock": self.clock,
+            "ttl": self.params.ttl,
+            "start": start,
+            "clock_drift": self.params.clock_drift,
+            "on_lost": self.on_lost,
+        }
+
+    def _watch_delay(self, lease: LeaseBase | None, delay: float | None) -> float | None:
+        """Seconds until the watchdog should look at ``lease`` again, or ``None`` to stop."""
+        if lease is None or not self._watchdog:
+            return None
+        if delay is None:
+            action, value = self._plan(lease)
+            if action == "stop":
+                return None
+            delay = 0.0 if action == "renew" else value
+        return delay
+
     def _retry_delay(self, lease: LeaseBase) -> float:
         remaining = lease.remaining or 0.0
         return max(0.001, min(RENEW_RETRY, remaining / 2))
@@ -286,17 +307,7 @@ class LockBase(_Common):
         return self._grant(owner, decision.token, start)
 
     def _grant(self, owner: str, token: int, start: float) -> Lease:
-        lease = Lease(
-            self.name,
-            token,
-            owner=owner,
-            driver=self,
-            clock=self.clock,
-            ttl=self.params.ttl,
-            start=start,
-            clock_drift=self.params.clock_drift,
-            on_lost=self.on_lost,
-        )
+        lease = Lease(self.name, token, owner=owner, driver=self, **self._lease_options(start))
         self._watch(weakref.ref(lease))
         return lease
 
@@ -318,13 +329,9 @@ class LockBase(_Common):
 
     def _watch(self, ref: weakref.ref[Lease], delay: float | None = None) -> None:
         lease = ref()
-        if lease is None or not self._watchdog:
+        delay = self._watch_delay(lease, delay)
+        if lease is None or delay is None:
             return
-        if delay is None:
-            action, value = self._plan(lease)
-            if action == "stop":
-                return
-            delay = 0.0 if action == "renew" else value
         lease._renewal = shared_scheduler().call_later(delay, lambda: self._tick(ref))
 
     def _tick(self, ref: weakref.ref[Lease]) -> None:
@@ -457,17 +464,7 @@ class AsyncLockBase(_Common):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _grant(self, owner: str, token: int, start: float) -> AsyncLease:
-        lease = AsyncLease(
-            self.name,
-            token,
-            owner=owner,
-            driver=self,
-            clock=self.clock,
-            ttl=self.params.ttl,
-            start=start,
-            clock_drift=self.params.clock_drift,
-            on_lost=self.on_lost,
-        )
+        lease = AsyncLease(self.name, token, owner=owner, driver=self, **self._lease_options(start))
         self._watch(weakref.ref(lease))
         return lease
 
@@ -485,13 +482,9 @@ class AsyncLockBase(_Common):
 
     def _watch(self, ref: weakref.ref[AsyncLease], delay: float | None = None) -> None:
         lease = ref()
-        if lease is None or not self._watchdog:
+        delay = self._watch_delay(lease, delay)
+        if lease is None or delay is None:
             return
-        if delay is None:
-            action, value = self._plan(lease)
-            if action == "stop":
-                return
-            delay = 0.0 if action == "renew" else value
         loop = asyncio.get_running_loop()
         handle = loop.call_later(delay, self._spawn, ref)
         lease._renewal = handle.cancel
