@@ -345,11 +345,7 @@ class _Engine:
                 self.pending.append(self._call_event(generation, code, counted, duration, exc))
             if new is not None:
                 self.install(new, transitions)
-        if self.pending:
-            self.drain()
-        if follow is not None:
-            return self._follow(follow)
-        return None
+        return self._finish(follow)
 
     def _success_any(self, generation: int) -> Steps | None:
         # ``success`` for any window (a trip predicate switches the specialised ones off).
@@ -367,9 +363,7 @@ class _Engine:
             follow = self._trip_locked(generation, reason)
         finally:
             release()
-        if self.pending:
-            self.drain()
-        return None if follow is None else self._follow(follow)
+        return self._finish(follow)
 
     def _success_count(self, generation: int) -> Steps | None:
         # ``success`` for a count window without a trip predicate.
@@ -395,9 +389,7 @@ class _Engine:
             follow = self._trip_locked(generation, reason)
         finally:
             release()
-        if self.pending:
-            self.drain()
-        return None if follow is None else self._follow(follow)
+        return self._finish(follow)
 
     def _success_time(self, generation: int) -> Steps | None:
         # ``success`` for a time window without a trip predicate.
@@ -421,6 +413,11 @@ class _Engine:
             follow = self._trip_locked(generation, reason)
         finally:
             release()
+        return self._finish(follow)
+
+    def _finish(self, follow: Steps | None) -> Steps | None:
+        # Outside the lock: deliver the queued events in order, then run (or hand back) the
+        # fleet round trips a trip needs.
         if self.pending:
             self.drain()
         return None if follow is None else self._follow(follow)
