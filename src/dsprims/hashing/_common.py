@@ -28,6 +28,7 @@ __all__ = [
     "check_weight",
     "key_bytes",
     "key_hash32",
+    "parse_names",
     "parse_nodes",
 ]
 
@@ -98,6 +99,24 @@ def check_weight(weight: object, *, name: str = "weight") -> float:
     return value
 
 
+def parse_names(nodes: Iterable[str]) -> tuple[str, ...]:
+    """Validate an iterable of distinct node names, keeping their order.
+
+    Raises:
+        TypeError: a name is not a ``str``, or ``nodes`` is a bare ``str`` (iterating it would
+            make one node per character).
+        ConfigurationError: an empty or duplicate name.
+    """
+    if isinstance(nodes, str | bytes):
+        raise TypeError("nodes must be an iterable of names, not a single string")
+    seen: dict[str, None] = {}
+    for node in nodes:
+        if check_node(node) in seen:
+            raise ConfigurationError(f"node {node!r} is listed twice")
+        seen[node] = None
+    return tuple(seen)
+
+
 def parse_nodes(nodes: Iterable[str] | Mapping[str, float]) -> dict[str, float]:
     """Normalise ``nodes`` (names, or a mapping name -> weight) to a dict name -> weight.
 
@@ -108,13 +127,9 @@ def parse_nodes(nodes: Iterable[str] | Mapping[str, float]) -> dict[str, float]:
     """
     if isinstance(nodes, str | bytes):
         raise TypeError("nodes must be an iterable of names or a mapping, not a single string")
-    out: dict[str, float] = {}
     if isinstance(nodes, Mapping):
+        out: dict[str, float] = {}
         for node, weight in nodes.items():
             out[check_node(node)] = check_weight(weight, name=f"weight of node {node!r}")
         return out
-    for node in nodes:
-        if check_node(node) in out:
-            raise ConfigurationError(f"node {node!r} is listed twice")
-        out[node] = 1.0
-    return out
+    return dict.fromkeys(parse_names(nodes), 1.0)

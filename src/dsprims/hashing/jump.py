@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import mmh3
 
 from dsprims.errors import ConfigurationError
-from dsprims.hashing._common import EmptyRingError, check_node, key_bytes
+from dsprims.hashing._common import EmptyRingError, check_node, key_bytes, parse_names
 
 __all__ = ["JumpHash", "jump_hash", "key_hash64"]
 
@@ -70,15 +70,7 @@ class JumpHash:
     """
 
     def __init__(self, nodes: Iterable[str] = ()) -> None:
-        if isinstance(nodes, str | bytes):
-            raise TypeError("nodes must be an iterable of names, not a single string")
-        names: list[str] = []
-        for name in nodes:
-            check_node(name)
-            if name in names:
-                raise ConfigurationError(f"node {name!r} is listed twice")
-            names.append(name)
-        self._nodes = tuple(names)
+        self._nodes = parse_names(nodes)
         self._lock = threading.Lock()
 
     def get_node(self, key: str | bytes) -> str:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 import mmh3
 
 from dsprims.errors import ConfigurationError
-from dsprims.hashing._common import EmptyRingError, check_node, key_hash32
+from dsprims.hashing._common import EmptyRingError, check_node, key_hash32, parse_names
 
 __all__ = ["MaglevHash"]
 
@@ -94,17 +94,10 @@ class MaglevHash:
             raise TypeError(f"table_size must be an int, not {type(table_size).__name__}")
         if not _is_prime(table_size):
             raise ConfigurationError(f"table_size must be a prime number, got {table_size}")
-        if isinstance(nodes, str | bytes):
-            raise TypeError("nodes must be an iterable of names, not a single string")
-        names: list[str] = []
-        for name in nodes:
-            check_node(name)
-            if name in names:
-                raise ConfigurationError(f"node {name!r} is listed twice")
-            names.append(name)
+        names = parse_names(nodes)
         self._size = table_size
         self._lock = threading.Lock()
-        self._install(tuple(names))
+        self._install(names)
 
     def _install(self, names: tuple[str, ...]) -> None:
         if len(names) >= self._size:
