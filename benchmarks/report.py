@@ -40,6 +40,35 @@ def _row_order(row: dict[str, Any]) -> tuple[Any, ...]:
     return (info.get("x", 0), _ROLE_ORDER.get(info.get("role", ""), 3), row["name"])
 
 
+def expand_compared(data: dict[str, Any]) -> dict[str, Any]:
+    """Replace each ``compare`` entry (one interleaved run of a whole group) by a row per contender.
+
+    The rows look like ordinary entries (group, role, label, goal, median) and carry the paired
+    ratio measured in the interleaved run, which ``render`` prefers to a ratio of medians.
+    """
+    expanded = []
+    for bench in data.get("benchmarks", []):
+        rows = bench.get("extra_info", {}).get("compare")
+        if rows is None:
+            expanded.append(bench)
+            continue
+        for row in rows:
+            info = {"role": row["role"], "label": row["label"], "interleaved": row["rounds"]}
+            if "ratio" in row:
+                info["paired_ratio"] = row["ratio"]
+            if "goal" in row:
+                info["goal"] = row["goal"]
+            expanded.append(
+                {
+                    "name": f"{bench['name']}[{row['label']}]",
+                    "group": bench.get("group"),
+                    "extra_info": info,
+                    "stats": {"median": row["median"]},
+                }
+            )
+    return {**data, "benchmarks": expanded}
+
+
 def render(data: dict[str, Any]) -> str:
     """The Markdown report for one pytest-benchmark run."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -52,7 +81,9 @@ def render(data: dict[str, Any]) -> str:
         "Written by `make bench` (`benchmarks/report.py`); every ratio compares rows measured in",
         "the same run, on medians (robust to the other load of a shared machine). `ours / this`",
         "below 1 means dsprims is faster. Goals come from the issues; numbers on a shared 2-core",
-        "machine still vary by 10–20 % between runs.",
+        "machine still vary by 10–20 % between runs. Groups marked *interleaved* ran all their",
+        "rows in one loop, alternating batches, and show the median of per-round ratios (load",
+        "drift cancels); the others ran their rows one after another.",
         "",
         f"- Machine: {machine.get('cpu', {}).get('brand_raw', platform.processor() or '?')}, "
         f"{machine.get('cpu', {}).get('count', '?')} cores; "
@@ -76,6 +107,11 @@ def render(data: dict[str, Any]) -> str:
                 )
         sized = all("x" in r.get("extra_info", {}) for r in rows)
         lines += [f"## {group}", ""]
+        interleaved = [
+            r["extra_info"]["interleaved"] for r in rows if "interleaved" in r.get("extra_info", {})
+        ]
+        if interleaved:
+            lines += [f"*interleaved, {interleaved[0]} rounds*", ""]
         if sized:
             lines += ["| what | size | role | median | ours / this |", "|---|---|---|---|---|"]
         else:
@@ -87,7 +123,8 @@ def render(data: dict[str, Any]) -> str:
             ours = [r for r in peers if r.get("extra_info", {}).get("role") == "ours"]
             base = ours[0]["stats"]["median"] if ours else None
             mean = row["stats"]["median"]
-            ratio = "" if base is None or row in ours else f"{base / mean:.2f}×"
+            value = info.get("paired_ratio", base / mean if base is not None else None)
+            ratio = "" if value is None or row in ours else f"{value:.2f}×"
             label = info.get("label", row["name"])
             if sized:
                 role = info.get("role", "?")
@@ -95,8 +132,8 @@ def render(data: dict[str, Any]) -> str:
                 continue
             goal = info.get("goal")
             verdict = ""
-            if goal is not None and base is not None and row not in ours:
-                verdict = f"≤ {goal}× " + ("✅" if base / mean <= goal else "❌")
+            if goal is not None and value is not None and row not in ours:
+                verdict = f"≤ {goal}× " + ("✅" if value <= goal else "❌")
             lines.append(
                 f"| {label} | {info.get('role', '?')} | {_fmt_time(mean)} | {ratio} | {verdict} |"
             )
@@ -109,7 +146,7 @@ def main(argv: list[str]) -> int:
     if len(argv) not in (3, 4):
         print("usage: report.py RUN.json RESULTS.md [DOCS_DIR]", file=sys.stderr)
         return 2
-    data = json.loads(Path(argv[1]).read_text())
+    data = expand_compared(json.loads(Path(argv[1]).read_text()))
     results = Path(argv[2])
     body = render(data)
     if len(argv) == 4:

@@ -4,30 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.conftest import Contender
 from dsprims import backend_from_url
 from dsprims.backends._lua import lua_script
 
 
-def test_backend_evalsha_ours(redis_server: Any, mark: Any) -> None:
+def test_backend_evalsha(redis_server: Any, compare: Any) -> None:
     backend = backend_from_url(redis_server.url)
-    backend.evalsha("ping", [])
-    mark("backends: one script round trip (redis)", "ours", "RedisBackend.evalsha")(
-        backend.evalsha, "ping", []
-    )
-    backend.close()
-
-
-def test_backend_evalsha_floor(redis_server: Any, mark: Any) -> None:
     client = redis_server.client()
     script = lua_script("ping")
     client.script_load(script.source)
-    mark("backends: one script round trip (redis)", "floor", "bare redis-py evalsha", goal=1.1)(
-        client.evalsha, script.sha, 0
+    compare(
+        "backends: one script round trip (redis)",
+        [
+            Contender("ours", "RedisBackend.evalsha", lambda: backend.evalsha("ping", [])),
+            Contender(
+                "floor",
+                "bare redis-py evalsha",
+                lambda: client.evalsha(script.sha, 0),
+                goal=1.1,
+            ),
+            Contender("floor", "bare redis-py PING", client.ping),
+        ],
     )
-    client.close()
-
-
-def test_backend_ping_floor(redis_server: Any, mark: Any) -> None:
-    client = redis_server.client()
-    mark("backends: one script round trip (redis)", "floor", "bare redis-py PING")(client.ping)
+    backend.close()
     client.close()
