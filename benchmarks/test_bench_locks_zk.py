@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 from kazoo.recipe.lock import Lock
 
+from benchmarks.conftest import Contender
 from dsprims.locks.zookeeper import AsyncZooKeeperLock, ZooKeeperLock
 
 GROUP = "locks: ZooKeeper acquire+release (uncontended)"
+FLOOR = "kazoo create+delete (ephemeral sequential)"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,18 +33,8 @@ def _warm_server(_dsprims_zookeeper_session: Any) -> None:
     client.close()
 
 
-def test_zk_cycle_ours(zookeeper_backend: Any, mark: Any) -> None:
-    lock = ZooKeeperLock("bench", backend=zookeeper_backend, prefix=f"b{uuid.uuid4().hex[:8]}")
-
-    def cycle() -> None:
-        lock.acquire().release()
-
-    cycle()
-    mark(GROUP, "ours", "dsprims ZooKeeperLock")(cycle)
-
-
-def test_zk_cycle_floor(zookeeper_server: Any, mark: Any) -> None:
-    client = zookeeper_server.client()
+def _kazoo_floor(client: Any) -> Any:
+    """Two write round trips: create an ephemeral sequential node, delete it."""
     parent = f"/b{uuid.uuid4().hex[:8]}/floor"
     client.ensure_path(parent)
 
@@ -50,22 +42,31 @@ def test_zk_cycle_floor(zookeeper_server: Any, mark: Any) -> None:
         path = client.create_async(f"{parent}/n-", b"", ephemeral=True, sequence=True).get()
         client.delete_async(path).get()
 
-    cycle()
-    mark(GROUP, "floor", "kazoo create+delete (ephemeral sequential)", goal=1.3)(cycle)
-    client.stop()
-    client.close()
+    return cycle
 
 
-def test_zk_cycle_kazoo_lock(zookeeper_server: Any, mark: Any) -> None:
+def test_zk_cycle(zookeeper_backend: Any, zookeeper_server: Any, compare: Any) -> None:
+    lock = ZooKeeperLock("bench", backend=zookeeper_backend, prefix=f"b{uuid.uuid4().hex[:8]}")
     client = zookeeper_server.client()
-    lock = Lock(client, f"/b{uuid.uuid4().hex[:8]}/kazoo")
+    kazoo_lock = Lock(client, f"/b{uuid.uuid4().hex[:8]}/kazoo")
 
-    def cycle() -> None:
-        lock.acquire()
-        lock.release()
+    def kazoo_cycle() -> None:
+        kazoo_lock.acquire()
+        kazoo_lock.release()
 
-    cycle()
-    mark(GROUP, "peer", "kazoo 2.11 Lock", goal=1.0)(cycle)
+    compare(
+        GROUP,
+        [
+            Contender("ours", "dsprims ZooKeeperLock", lambda: lock.acquire().release()),
+            Contender(
+                "floor",
+                "kazoo create+delete (ephemeral sequential)",
+                _kazoo_floor(client),
+                goal=1.3,
+            ),
+            Contender("peer", "kazoo 2.11 Lock", kazoo_cycle, goal=1.0),
+        ],
+    )
     client.stop()
     client.close()
 
@@ -73,31 +74,28 @@ def test_zk_cycle_kazoo_lock(zookeeper_server: Any, mark: Any) -> None:
 ASYNC_GROUP = "locks: ZooKeeper async acquire+release (uncontended)"
 
 
-def test_zk_async_cycle_ours(zookeeper_backend: Any, mark: Any) -> None:
+def test_zk_async_cycle(zookeeper_backend: Any, zookeeper_server: Any, compare: Any) -> None:
     lock = AsyncZooKeeperLock("bench", backend=zookeeper_backend, prefix=f"b{uuid.uuid4().hex[:8]}")
+    client = zookeeper_server.client()
     loop = asyncio.new_event_loop()
 
     async def cycle() -> None:
         lease = await lock.acquire()
         await lease.release()
 
-    def run() -> None:
-        loop.run_until_complete(cycle())
-
-    run()
-    mark(ASYNC_GROUP, "ours", "dsprims AsyncZooKeeperLock")(run)
+    compare(
+        ASYNC_GROUP,
+        [
+            Contender("ours", "dsprims AsyncZooKeeperLock", cycle),
+            Contender(
+                "floor",
+                "kazoo create+delete (ephemeral sequential)",
+                _kazoo_floor(client),
+                goal=1.3,
+            ),
+        ],
+        loop=loop,
+    )
     loop.close()
-
-
-def test_zk_async_cycle_floor(zookeeper_server: Any, mark: Any) -> None:
-    client = zookeeper_server.client()
-    parent = f"/b{uuid.uuid4().hex[:8]}/floor"
-    client.ensure_path(parent)
-
-    def cycle() -> None:
-        path = client.create_async(f"{parent}/n-", b"", ephemeral=True, sequence=True).get()
-        client.delete_async(path).get()
-
-    mark(ASYNC_GROUP, "floor", "kazoo create+delete (ephemeral sequential)", goal=1.3)(cycle)
     client.stop()
     client.close()
