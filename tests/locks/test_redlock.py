@@ -21,6 +21,8 @@ from dsprims.locks import AsyncRedlock, Redlock
 from dsprims.locks.core import AcquireDecision, quorum_outcome
 from dsprims.testing.servers import RedisServerProcess
 
+from .test_acceptance import run_contention
+
 pytestmark = pytest.mark.redis
 
 
@@ -129,6 +131,18 @@ def test_waiter_is_woken_by_release(backends: list[Any], key_prefix: str) -> Non
     holder.release()
     t.join()
     assert got[0] > holder.token
+
+
+@pytest.mark.slow
+def test_four_processes_never_lose_an_update_under_redlock(
+    servers: list[RedisServerProcess], key_prefix: str
+) -> None:
+    urls = ",".join(server.url for server in servers)
+    done = run_contention("redlock-counter", urls, key_prefix)
+    client = servers[0].client()
+    assert int(client.get(f"{key_prefix}:plain-counter")) == sum(done)  # zero lost updates
+    assert all(n > 0 for n in done)
+    client.close()
 
 
 def test_bad_configuration(backends: list[Any], redis_cluster_backend: Any) -> None:

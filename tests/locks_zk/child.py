@@ -6,7 +6,7 @@ stdin, then print ``LOST <bool>``, try a fenced write (``WRITE ok|stale``) throu
 and a release (``RELEASE ok|lost``).
 
 ``count URL PREFIX SECONDS``: read-modify-write a counter znode under the lock until SECONDS
-have passed; print ``DONE <increments>``.
+have passed; print ``DONE <increments> <seconds the loop ran>``.
 """
 
 from __future__ import annotations
@@ -63,13 +63,14 @@ def count(url: str, prefix: str, seconds: float) -> None:
     done = 0
     print("READY", flush=True)
     sys.stdin.readline()
-    end = time.monotonic() + seconds
+    start = time.monotonic()
+    end = start + seconds
     while time.monotonic() < end:
         with lock:
             data, _ = backend.request("get", path)
             backend.request("set", path, str(int(data) + 1).encode())  # deliberately not atomic
             done += 1
-    print(f"DONE {done}", flush=True)
+    print(f"DONE {done} {time.monotonic() - start:.3f}", flush=True)
     backend.close()
 
 

@@ -120,24 +120,35 @@ def test_tokens_keep_increasing_across_a_kill_and_restart(
     after.release()
 
 
+#: The acceptance criterion: 4 processes x 5 s of read-modify-write under the lock.
+CONTENDERS = 4
+CONTENTION_SECONDS = 5.0
+
+
 def test_four_processes_read_modify_write_without_lost_updates(
     zookeeper_server: ZooKeeperServerProcess, make_backend: MakeBackend, key_prefix: str
 ) -> None:
     backend = make_backend()
     backend.request("create", f"/{key_prefix}-counter", b"0")
-    kids = [spawn("count", zookeeper_server.url, key_prefix, "3") for _ in range(4)]
+    kids: list[subprocess.Popen[str]] = []
     try:
+        for _ in range(CONTENDERS):  # spawned inside the try: a failed spawn still reaps the rest
+            kids.append(spawn("count", zookeeper_server.url, key_prefix, str(CONTENTION_SECONDS)))
         for kid in kids:
             assert line(kid) == "READY"
         for kid in kids:
             tell(kid)
-        done = [int(line(kid).split()[1]) for kid in kids]
+        reports = [line(kid).split() for kid in kids]
     finally:
         for kid in kids:
             finish(kid)
+    assert all(report[0] == "DONE" for report in reports)
+    done = [int(report[1]) for report in reports]
+    # Each child really ran for the full duration (a lower bound, not a speed assertion).
+    assert all(float(report[2]) >= CONTENTION_SECONDS for report in reports)
     data, _ = backend.request("get", f"/{key_prefix}-counter")
-    assert all(n > 0 for n in done)
-    assert int(data) == sum(done)
+    assert all(n > 0 for n in done)  # FIFO: nobody starved
+    assert int(data) == sum(done)  # zero lost updates
     assert children(backend, f"/{key_prefix}/counter") == []
 
 
