@@ -17,6 +17,7 @@ import pytest
 
 from dsprims import LockLost, async_backend_from_url, backend_from_url
 from dsprims.locks import AsyncRedisLock, FencedStore, LeaseBase, RedisLock
+from tests.locks import IDLE_FIELDS
 
 pytestmark = pytest.mark.redis
 
@@ -160,7 +161,7 @@ def _lock_keys(client: Any, prefix: str) -> list[bytes]:
     """Keys that hold lock state beyond the fencing counter (which a lock keeps on purpose)."""
     keys = []
     for key in client.scan_iter(match=f"{prefix}*"):
-        if key.endswith(b":lock") and client.hkeys(key) == [b"f"]:
+        if key.endswith(b":lock") and sorted(client.hkeys(key)) == IDLE_FIELDS:
             continue
         keys.append(key)
     return sorted(keys)

@@ -20,9 +20,14 @@ An uncontended acquire + release is two round trips; a contended acquisition is 
 (queue, wake-up, grant).
 
 Keys (one hash slot per lock name): ``<prefix>:{<name>}:lock`` (a hash with the holder, its
-token and deadline, and the fencing counter ``f``; it stays a day after the last grant so the
+token and deadline, the fencing counter ``f``, a lower bound ``x`` of the key's own expiry and,
+while anyone may be queued, a mark ``w``; it stays at least a day after the last grant so the
 counter survives idle periods), ``…:q`` and ``…:qx`` (the waiter queue and its expiries, gone
-when nobody waits) and ``…:wake:<ticket>`` (short-lived wake-up lists).
+when nobody waits) and ``…:wake:<ticket>`` (short-lived wake-up lists). The mark and the stamp
+keep the uncontended cycle to three server calls per script: without ``w`` the queue is known
+empty and is not read; with ``x`` far enough ahead a grant skips the ``PEXPIRE``. The commands
+of that cycle are pre-packed and sent on a ready pooled connection (``dsprims.locks._direct``),
+bypassing redis-py's per-command overhead where that is equivalent.
 
 Fencing tokens are ``max(counter + 1, server time in µs)`` by default (``fencing="clock"``):
 strictly increasing per lock name, and still increasing after a restart of a Redis that keeps
@@ -57,6 +62,7 @@ from dsprims.backends._lua import LuaScript, lua_script
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, namespaced_key
 from dsprims.backends.url import resolve_async_backend, resolve_backend
 from dsprims.errors import BackendUnavailable, ConfigurationError
+from dsprims.locks._direct import async_direct, direct, pack_head, pack_tail
 from dsprims.locks._lock import AsyncLockBase, LockBase
 from dsprims.locks.core import (
     DEFAULT_TTL,
@@ -150,6 +156,15 @@ def _command_prefix(backend: Any, script: LuaScript, keys: list[str]) -> tuple[A
         return ("EVALSHA", script.sha, len(keys), *keys)
     encode = backend.client.get_encoder().encode
     return (b"EVALSHA", script.sha.encode(), str(len(keys)).encode(), *map(encode, keys))
+
+
+def _packed_heads(backend: Any, scripts: _Scripts) -> tuple[bytes, bytes]:
+    """The RESP heads of the acquire (3 arguments) and release (2) commands of one lock."""
+    if backend.is_cluster:
+        return b"", b""
+    encode = backend.client.get_encoder().encode
+    keys = [encode(k) for k in scripts.lock_keys]
+    return pack_head(_ACQUIRE.sha, keys, 3), pack_head(_RELEASE.sha, keys, 2)
 
 
 def _text(raw: object) -> str:
@@ -251,11 +266,17 @@ class _RedisLockStore:
         self._execute = backend.client.execute_command
         self._acquire_cmd = _command_prefix(backend, _ACQUIRE, scripts.lock_keys)
         self._release_cmd = _command_prefix(backend, _RELEASE, scripts.lock_keys)
+        self._acquire_head, self._release_head = _packed_heads(backend, scripts)
+        self._direct = direct(backend)
         self._noscript, self._errors = _driver_errors()
 
     def _run(self, command: tuple[Any, ...], script: LuaScript, args: tuple[Any, ...]) -> Any:
-        # backend.evalsha without its per-call work: the command is prebuilt. Same errors.
+        # backend.evalsha without its per-call work: the command is prebuilt (and, where
+        # equivalent, sent pre-packed on a ready connection; see _direct). Same errors.
         try:
+            if self._direct is not None:
+                head = self._acquire_head if script is _ACQUIRE else self._release_head
+                return self._direct.call(head + pack_tail(args))
             return self._execute(*command, *args)
         except self._noscript:
             return self.backend.evalsha(script, self.scripts.lock_keys, args)
@@ -329,6 +350,8 @@ class _AsyncRedisLockStore:
         self._execute = backend.client.execute_command
         self._acquire_cmd = _command_prefix(backend, _ACQUIRE, scripts.lock_keys)
         self._release_cmd = _command_prefix(backend, _RELEASE, scripts.lock_keys)
+        self._acquire_head, self._release_head = _packed_heads(backend, scripts)
+        self._direct = async_direct(backend)
         self._noscript, self._errors = _driver_errors()
         # owner -> in-flight acquire script; ticket -> in-flight BLPOP.
         self._inflight: dict[str, asyncio.Future[Any]] = {}
@@ -342,6 +365,9 @@ class _AsyncRedisLockStore:
     async def _run(self, command: tuple[Any, ...], script: LuaScript, args: tuple[Any, ...]) -> Any:
         # See _RedisLockStore._run.
         try:
+            if self._direct is not None:
+                head = self._acquire_head if script is _ACQUIRE else self._release_head
+                return await self._direct.call(head + pack_tail(args))
             return await self._execute(*command, *args)
         except self._noscript:
             return await self.backend.evalsha(script, self.scripts.lock_keys, args)

@@ -1,8 +1,15 @@
 -- Lock acquisition: grant the lock with a fencing token, or queue the caller (FIFO).
 -- A port of dsprims.locks.core.decide_acquire; the differential tests pin the two together.
 -- KEYS[1]: lock hash "<prefix>:{<name>}:lock": o = owner secret, t = token, d = lease deadline
---          (µs), f = highest token issued. It outlives the lease (f must survive), so the lease
---          is live only while d > now.
+--          (µs), f = highest token issued, x = a lower bound (µs) of the key's own expiry,
+--          w = present when the waiter queue may be non-empty. The hash outlives the lease
+--          (f must survive), so the lease is live only while d > now.
+--          Invariant: whenever the queue holds a ticket, w is set (only this script queues, and
+--          it sets w first), so a hash without w proves an empty queue and the uncontended path
+--          skips the queue keys. A stale w (the queue emptied by expiry) costs one ZRANGE and is
+--          cleared by the next script that finds the queue empty.
+--          x saves a PEXPIRE per grant: the key is re-armed for 1.5 times its needed lifetime
+--          only when x says it might expire earlier than needed (x never overstates the expiry).
 -- The other keys are derived from KEYS[1] (same hash tag, so the same cluster slot), like the
 -- wake-up lists: one declared key is one argument less to encode on the hot path.
 --   "<prefix>:{<name>}:q": waiter queue (sorted set ticket -> arrival µs).
@@ -12,12 +19,14 @@
 -- ARGV[3]: "<lease µs> <fair 1|0> <waiter entry lifetime µs> <clock|counter> <slack ms>
 --          <fence lifetime ms>[ <now µs>]", where slack is added to every PEXPIRE (non-zero only
 --          when the caller pins time, so that Redis' real-time expiry never drops state the
---          pinned clock still needs), "clock" floors tokens by now, and now (µs since the epoch)
---          is given only by a caller that pins time (else the server's TIME is read).
+--          pinned clock still needs; x is then not trusted and every grant re-arms the key),
+--          "clock" floors tokens by now, and now (µs since the epoch) is given only by a caller
+--          that pins time (else the server's TIME is read).
 -- Returns the token (an integer) when granted, else {wait µs (-1: wait to be woken), woken
 -- ticket or ''}: a bare integer is the cheapest reply to parse on the hot path.
 -- Numbers stay below 2^53 (µs since the epoch), so Lua doubles hold them exactly; they are
--- written back with %d, never with tostring (which would round to 14 digits).
+-- handed to redis.call as numbers, which Redis formats with 17 significant digits (exact for
+-- integers below 2^53; cheaper than string.format), never with tostring (14 digits).
 local ttl, fair, wttl, mode, slack, fence_ms, now =
   string.match(ARGV[3], '^(%d+) (%d) (%d+) (%a+) (%d+) (%d+) ?(%d*)$')
 if now ~= '' then
@@ -27,31 +36,37 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 ttl, wttl, slack = tonumber(ttl), tonumber(wttl), tonumber(slack)
-local base = string.sub(KEYS[1], 1, -5)
-local qkey, xkey = base .. 'q', base .. 'qx'
+-- The derived key names are built only on the paths that touch the queue.
+local base, qkey, xkey
 
-local h = redis.call('HMGET', KEYS[1], 'o', 't', 'd', 'f')
+local h = redis.call('HMGET', KEYS[1], 'o', 't', 'd', 'f', 'w', 'x')
 local owner, token, deadline = h[1], h[2], tonumber(h[3] or '0')
 if owner and deadline <= now then
   owner = false
 end
 local me, ticket = ARGV[1], ARGV[2]
 if owner == me then
-  redis.call('HSET', KEYS[1], 'd', string.format('%d', now + ttl))
+  redis.call('HSET', KEYS[1], 'd', now + ttl)
   return tonumber(token)
 end
 
--- Only a non-empty queue needs pruning: the uncontended path skips it.
-local head = redis.call('ZRANGE', qkey, 0, 0)[1]
-if head then
-  local dead = redis.call('ZRANGEBYSCORE', xkey, '-inf', now)
-  for _, t in ipairs(dead) do
-    redis.call('ZREM', qkey, t)
-    redis.call('ZREM', xkey, t)
-    redis.call('DEL', base .. 'wake:' .. t)
-  end
-  if #dead > 0 then
-    head = redis.call('ZRANGE', qkey, 0, 0)[1]
+-- Only a queue that may be non-empty needs reading and pruning.
+local marked = h[5]
+local head = false
+if marked then
+  base = string.sub(KEYS[1], 1, -5)
+  qkey, xkey = base .. 'q', base .. 'qx'
+  head = redis.call('ZRANGE', qkey, 0, 0)[1]
+  if head then
+    local dead = redis.call('ZRANGEBYSCORE', xkey, '-inf', now)
+    for _, t in ipairs(dead) do
+      redis.call('ZREM', qkey, t)
+      redis.call('ZREM', xkey, t)
+      redis.call('DEL', base .. 'wake:' .. t)
+    end
+    if #dead > 0 then
+      head = redis.call('ZRANGE', qkey, 0, 0)[1]
+    end
   end
 end
 
@@ -60,24 +75,47 @@ if not owner and (fair ~= '1' or not head or head == ticket) then
   if mode == 'clock' and now > tok then
     tok = now
   end
-  local stok = string.format('%d', tok)
-  redis.call('HSET', KEYS[1], 'o', me, 't', stok, 'd', string.format('%d', now + ttl), 'f', stok)
-  redis.call('PEXPIRE', KEYS[1], math.max(tonumber(fence_ms), math.ceil(ttl / 1000)) + slack)
-  if ticket ~= '' and head then
+  local keep = math.max(tonumber(fence_ms), math.ceil(ttl / 1000)) + slack
+  if slack > 0 or tonumber(h[6] or '0') < now + keep * 1000 then
+    -- Re-arm for 1.5 times the needed lifetime, so the next grants skip this. Redis counts
+    -- the expiry from its own millisecond time snapshot, taken when the script started: the
+    -- stamp leaves a second for that (and for the truncation), so it never overstates.
+    local arm = keep + math.floor(keep / 2)
+    redis.call('HSET', KEYS[1], 'o', me, 't', tok, 'd', now + ttl, 'f', tok, 'x',
+      now + (arm - 1000) * 1000)
+    redis.call('PEXPIRE', KEYS[1], arm)
+  else
+    redis.call('HSET', KEYS[1], 'o', me, 't', tok, 'd', now + ttl, 'f', tok)
+  end
+  if head and ticket ~= '' then
     redis.call('ZREM', qkey, ticket)
     redis.call('ZREM', xkey, ticket)
     redis.call('DEL', base .. 'wake:' .. ticket)
+    head = redis.call('ZRANGE', qkey, 0, 0)[1]
+  end
+  if marked and not head then
+    redis.call('HDEL', KEYS[1], 'w')
   end
   return tok
 end
 
+if not base then
+  base = string.sub(KEYS[1], 1, -5)
+  qkey, xkey = base .. 'q', base .. 'qx'
+end
 if ticket ~= '' then
-  if not redis.call('ZSCORE', qkey, ticket) then
-    redis.call('ZADD', qkey, string.format('%d', now), ticket)
+  if not marked then
+    -- Mark before queueing (see the invariant above); the hash may have to be created.
+    redis.call('HSET', KEYS[1], 'w', '1')
   end
-  redis.call('ZADD', xkey, string.format('%d', now + wttl), ticket)
+  if not redis.call('ZSCORE', qkey, ticket) then
+    redis.call('ZADD', qkey, now, ticket)
+  end
+  redis.call('ZADD', xkey, now + wttl, ticket)
   local keep = math.ceil(wttl / 1000) + slack
-  for _, k in ipairs({qkey, xkey}) do
+  -- A hash without a fencing counter may have just been made by the HSET above.
+  local keys = h[4] and {qkey, xkey} or {qkey, xkey, KEYS[1]}
+  for _, k in ipairs(keys) do
     if redis.call('PTTL', k) < keep then
       redis.call('PEXPIRE', k, keep)
     end

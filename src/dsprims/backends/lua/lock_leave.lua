@@ -1,6 +1,6 @@
 -- A waiter gives up (timeout, error, cancellation): drop its ticket, end a lease of its owner
 -- secret that raced with the give-up, and wake the new head if the lock is free.
--- Port of dsprims.locks.core.decide_leave. Keys as in lock_acquire.lua.
+-- Port of dsprims.locks.core.decide_leave. Keys (and the w mark) as in lock_acquire.lua.
 -- KEYS[1]: lock hash. KEYS[2]: waiter queue. KEYS[3]: waiter expiry.
 -- ARGV[1]: ticket ('' = none). ARGV[2]: owner secret ('' = none). ARGV[3]: now in µs
 -- ('' = server TIME). ARGV[4]: extra key lifetime in ms.
@@ -47,6 +47,8 @@ for _, t in ipairs(dead) do
 end
 local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
 if not head then
+  -- The queue is empty: drop its mark (see lock_acquire.lua).
+  redis.call('HDEL', KEYS[1], 'w')
   return ''
 end
 local key = base .. 'wake:' .. head

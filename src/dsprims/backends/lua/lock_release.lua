@@ -1,6 +1,7 @@
 -- Lock release: end the lease if the caller's owner secret holds it, and wake the head of
 -- the queue. A port of dsprims.locks.core.decide_release.
--- KEYS[1]: lock hash; the queue keys are derived from it as in lock_acquire.lua.
+-- KEYS[1]: lock hash; the queue keys are derived from it as in lock_acquire.lua, which also
+-- explains the w field (the queue is read only when it may be non-empty).
 -- ARGV[1]: owner secret. ARGV[2]: "<extra key lifetime ms>[ <now µs>]" (see lock_acquire.lua;
 -- without now, the server's TIME is read).
 -- Returns 1 when released, 0 when the lock was not held by this owner.
@@ -11,31 +12,36 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local h = redis.call('HMGET', KEYS[1], 'o', 'd')
+local h = redis.call('HMGET', KEYS[1], 'o', 'd', 'w')
 if not h[1] or h[1] ~= ARGV[1] or tonumber(h[2]) <= now then
   return 0
 end
--- The fencing counter (f) stays.
-redis.call('HDEL', KEYS[1], 'o', 't', 'd')
-local base = string.sub(KEYS[1], 1, -5)
-local qkey = base .. 'q'
-local head = redis.call('ZRANGE', qkey, 0, 0)[1]
-if not head then
+-- The fencing counter (f) and the expiry stamp (x) stay.
+if not h[3] then
+  redis.call('HDEL', KEYS[1], 'o', 't', 'd')
   return 1
 end
+local base = string.sub(KEYS[1], 1, -5)
+local qkey = base .. 'q'
 local xkey = qkey .. 'x'
-local dead = redis.call('ZRANGEBYSCORE', xkey, '-inf', now)
-for _, t in ipairs(dead) do
-  redis.call('ZREM', qkey, t)
-  redis.call('ZREM', xkey, t)
-  redis.call('DEL', base .. 'wake:' .. t)
-end
-if #dead > 0 then
-  head = redis.call('ZRANGE', qkey, 0, 0)[1]
-  if not head then
-    return 1
+local head = redis.call('ZRANGE', qkey, 0, 0)[1]
+if head then
+  local dead = redis.call('ZRANGEBYSCORE', xkey, '-inf', now)
+  for _, t in ipairs(dead) do
+    redis.call('ZREM', qkey, t)
+    redis.call('ZREM', xkey, t)
+    redis.call('DEL', base .. 'wake:' .. t)
+  end
+  if #dead > 0 then
+    head = redis.call('ZRANGE', qkey, 0, 0)[1]
   end
 end
+if not head then
+  -- The queue is empty: the w mark goes with the lease.
+  redis.call('HDEL', KEYS[1], 'o', 't', 'd', 'w')
+  return 1
+end
+redis.call('HDEL', KEYS[1], 'o', 't', 'd')
 local key = base .. 'wake:' .. head
 if redis.call('LLEN', key) == 0 then
   redis.call('LPUSH', key, '1')

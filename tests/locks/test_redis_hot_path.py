@@ -1,0 +1,198 @@
+"""The Redis lock's hot path: pre-packed commands on ready connections, the waiters mark and the
+expiry stamp of the lock hash (what lets the uncontended cycle skip the queue and PEXPIRE)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from dsprims import BackendUnavailable, RedisBackend, async_backend_from_url, backend_from_url
+from dsprims.locks import AsyncRedisLock, RedisLock, _direct
+from dsprims.locks.core import FENCE_TTL
+from tests.locks import IDLE_FIELDS
+
+pytestmark = pytest.mark.redis
+
+
+def test_direct_path_only_where_it_is_equivalent(redis_server: Any, key_prefix: str) -> None:
+    url_made = backend_from_url(redis_server.url)
+    assert RedisLock("a", backend=url_made, prefix=key_prefix)._store._direct is not None  # type: ignore[attr-defined]
+
+    single = redis_server.client(single_connection_client=True)
+
+    class Instrumented(redis.Redis):
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+    wrapped = Instrumented(port=redis_server.port)
+    for client in (single, wrapped):
+        lock = RedisLock("a", backend=RedisBackend(client), prefix=key_prefix)
+        assert lock._store._direct is None  # type: ignore[attr-defined]
+        lease = lock.acquire(timeout=1)  # the ordinary path still works
+        lease.release()
+        client.close()
+    url_made.close()
+
+
+def test_held_connections_are_shared_bounded_and_closed_with_the_client(
+    redis_server: Any, key_prefix: str
+) -> None:
+    backend = backend_from_url(redis_server.url)
+    pool = backend.client.connection_pool
+    locks = [RedisLock(f"n{i}", backend=backend, prefix=key_prefix) for i in range(10)]
+    tokens = []
+    for lock in locks * 3:
+        lease = lock.acquire(timeout=1)
+        tokens.append(lease.token)
+        lease.release()
+    assert len(set(tokens)) == len(tokens)
+    idle = _direct._SYNC_IDLE[pool]
+    assert 1 <= len(idle) <= _direct.IDLE_PER_POOL
+    # The kept connections are the pool's (in use), and nothing else is held.
+    assert set(idle) == set(pool._in_use_connections)
+    backend.close()  # the backend made the client: closing it disconnects the kept ones too
+    assert all(conn._sock is None for conn in idle)
+    # redis-py reconnects a closed client's connections on use; so does the hot path.
+    locks[0].acquire(timeout=1).release()
+    pool.disconnect()
+
+
+def test_a_late_reply_is_never_read_by_the_next_call(redis_server: Any, key_prefix: str) -> None:
+    backend = backend_from_url(redis_server.url, timeout=0.3)
+    lock = RedisLock("late", backend=backend, prefix=key_prefix, auto_renew=False)
+    holder = lock.acquire()
+    with redis_server.frozen_for_a_while(), pytest.raises(BackendUnavailable):
+        holder.release()
+    # The release ran when the server thawed; its reply (1) must not answer the next command.
+    deadline = time.monotonic() + 5
+    while True:
+        lease = lock.try_acquire()
+        if lease is not None:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert lease.token > holder.token
+    lease.release()
+    assert lease.released
+    backend.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_uses_the_parents_connections(
+    redis_server: Any, key_prefix: str
+) -> None:
+    backend = backend_from_url(redis_server.url)
+    lock = RedisLock("fork", backend=backend, prefix=key_prefix, auto_renew=False)
+    lock.acquire().release()
+    parent_conns = list(_direct._SYNC_IDLE[backend.client.connection_pool])
+    assert parent_conns
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            kept = _direct._SYNC_IDLE.get(backend.client.connection_pool, [])
+            if not kept:
+                lock.acquire(timeout=2).release()
+                fresh = _direct._SYNC_IDLE[backend.client.connection_pool]
+                code = 0 if all(c not in parent_conns for c in fresh) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    lock.acquire(timeout=2).release()  # the parent's connections still work
+    backend.close()
+
+
+def _fields(client: Any, key: str) -> set[bytes]:
+    return set(client.hkeys(key))
+
+
+def test_waiters_mark_is_set_while_anyone_queues_and_cleared_after(
+    redis_server: Any, key_prefix: str
+) -> None:
+    backend = backend_from_url(redis_server.url)
+    client = redis_server.client()
+    key = f"{key_prefix}:{{m}}:lock"
+    lock = RedisLock("m", backend=backend, prefix=key_prefix)
+    holder = lock.acquire()
+    assert _fields(client, key) == {b"o", b"t", b"d", b"f", b"x"}
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(lock.acquire(timeout=10)))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not client.exists(f"{key_prefix}:{{m}}:q"):
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert b"w" in _fields(client, key)  # marked before (in the same script as) the queueing
+    holder.release()
+    waiter.join()
+    assert b"w" not in _fields(client, key)  # its grant emptied the queue
+    got[0].release()
+    assert sorted(client.hkeys(key)) == IDLE_FIELDS
+    # A stale mark (the queue expired on its own) is dropped by the next script that looks.
+    client.hset(key, "w", "1")
+    lease = lock.acquire(timeout=1)
+    assert b"w" not in _fields(client, key)
+    lease.release()
+    assert sorted(client.hkeys(key)) == IDLE_FIELDS
+    client.close()
+    backend.close()
+
+
+def test_expiry_stamp_keeps_the_counter_for_the_fence_lifetime(
+    redis_server: Any, key_prefix: str
+) -> None:
+    backend = backend_from_url(redis_server.url)
+    client = redis_server.client()
+    key = f"{key_prefix}:{{s}}:lock"
+    lock = RedisLock("s", backend=backend, prefix=key_prefix, auto_renew=False)
+    fence_ms = FENCE_TTL * 1000
+    lease = lock.acquire()
+    lease.release()
+    first_ttl = client.pttl(key)
+    assert fence_ms <= first_ttl <= fence_ms * 1.5
+    seconds, micros = client.time()
+    stamp = int(client.hget(key, "x"))
+    # The stamp never overstates the key's own expiry.
+    assert stamp <= seconds * 1_000_000 + micros + first_ttl * 1000
+    lock.acquire().release()
+    assert client.pttl(key) >= fence_ms  # still covered without a re-arm
+    assert int(client.hget(key, "x")) == stamp
+    # Shorten the key behind the stamp's back and make the stamp say so: the next grant re-arms.
+    client.pexpire(key, 5_000)
+    client.hset(key, "x", "0")
+    lock.acquire().release()
+    assert client.pttl(key) >= fence_ms
+    assert int(client.hget(key, "x")) > stamp
+    client.close()
+    backend.close()
+
+
+async def test_async_hot_path_under_concurrency(redis_server: Any, key_prefix: str) -> None:
+    backend = async_backend_from_url(redis_server.url)
+    try:
+        locks = [AsyncRedisLock(f"c{i}", backend=backend, prefix=key_prefix) for i in range(20)]
+        assert all(lock._store._direct is not None for lock in locks)  # type: ignore[attr-defined]
+
+        async def cycle(lock: AsyncRedisLock) -> int:
+            lease = await lock.acquire(timeout=2)
+            await asyncio.sleep(0)
+            await lease.release()
+            return lease.token
+
+        tokens = await asyncio.gather(*(cycle(lock) for lock in locks * 2))
+        assert len(set(tokens)) == len(tokens)
+        pool = backend.client.connection_pool
+        idle = _direct._ASYNC_IDLE[pool]
+        assert 1 <= len(idle) <= _direct.IDLE_PER_POOL
+        assert set(idle) == set(pool._in_use_connections)
+        for lock in locks:
+            await lock.settle()
+    finally:
+        await backend.aclose()
