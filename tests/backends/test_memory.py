@@ -99,3 +99,31 @@ async def test_async_memory_backend_shares_a_store() -> None:
     assert store.get("k") == 1
     assert await backend.get("k") == 1
     assert await backend.delete("k") is True
+
+
+def test_an_entry_list_that_leaves_the_table_reads_as_expired_for_ever() -> None:
+    # The contract of entry_table() that lets a hot path keep entry lists across calls.
+    clock = ManualClock()
+    backend = MemoryBackend()
+    table = backend.entry_table()
+    backend.transact("k", _incr, ttl=10, clock=clock)
+    first = table["k"]
+    backend.transact("k", _incr, ttl=10, clock=clock)  # replaced: a new list
+    second = table["k"]
+    assert second is not first
+    assert second[1] > clock.monotonic() >= first[1]
+    backend.delete("k")
+    assert clock.monotonic() >= second[1]
+    backend.transact("k", _incr, ttl=1, clock=clock)
+    third = table["k"]
+    backend.transact("k", lambda old: (old, None))  # deleted by its writer
+    assert clock.monotonic() >= third[1]
+    assert "k" not in table
+    # Expired, then read, swept, or written again.
+    for expire in (backend.get, lambda key: len(backend), lambda key: backend.transact(key, _incr)):
+        backend.transact("k", _incr, ttl=1, clock=clock)
+        entry = table["k"]
+        clock.advance(1)
+        expire("k")
+        assert table.get("k") is not entry
+        assert entry[1] == float("-inf")

@@ -124,7 +124,9 @@ def test_memory_limiter_runs_the_core(algo: str, steps: list[tuple[int, int, boo
             st.one_of(st.integers(0, 2_000), st.integers(0, 3_000_000)),  # µs to advance
             st.integers(0, 2),  # key
             st.integers(0, 12),  # cost (clamped to the capacity)
-            st.sampled_from(["try", "try", "try", "peek", "reserve"]),
+            st.sampled_from(
+                ["try", "try", "try", "try1", "other", "peek", "reserve", "reset", "sweep"]
+            ),
         ),
         min_size=1,
         max_size=60,
@@ -136,13 +138,17 @@ def test_inlined_gcra_fast_path_is_the_core(
     """Differential: TokenBucket.try_acquire (GCRA inlined in the memory shell) == gcra_decide.
 
     Several keys, any cost up to the capacity, denials, expired keys, and reservations that push
-    the stored time past ``now + tau`` (which only ``acquire`` can do), interleaved with peeks:
-    every decision, field by field and type by type, is the pure core's.
+    the stored time past ``now + tau`` (which only ``acquire`` can do), interleaved with peeks,
+    resets, sweeps of the store, and decisions of a second limiter of the same settings sharing
+    the keys (each limiter remembers the entries of its keys, and must notice when another
+    replaced or removed them): every decision, field by field and type by type, is the pure
+    core's.
     """
     clock = ManualClock(start=1000.0)
     bucket = TokenBucket(rate, capacity, clock=clock)
     store = bucket._store
     assert store is not None
+    other = TokenBucket(rate, capacity, clock=clock, backend=store)
     params = TokenBucketParams(rate, capacity)
     interval, tolerance = params.interval_us, params.tolerance_us
     tats: dict[str, int] = {}
@@ -159,8 +165,21 @@ def test_inlined_gcra_fast_path_is_the_core(
             if want[0]:
                 tats[key] = new_tat
             continue
-        consume = op == "try"
-        decision = bucket.try_acquire(key, cost) if consume else bucket.peek(key, cost)
+        if op == "reset":
+            (bucket if k else other).reset(key)
+            tats.pop(key, None)
+            continue
+        if op == "sweep":
+            len(store)  # sweeps: expired entries leave the table
+            continue
+        consume = op != "peek"
+        if op == "try1":
+            cost = 1
+            decision = bucket.try_acquire(key)
+        elif op == "other":
+            decision = other.try_acquire(key, cost)
+        else:
+            decision = bucket.try_acquire(key, cost) if consume else bucket.peek(key, cost)
         allowed, remaining, retry, reset, new_tat = gcra_decide(
             interval, tolerance, tat, now, cost, consume
         )

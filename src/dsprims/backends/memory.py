@@ -25,6 +25,8 @@ S = TypeVar("S")
 R = TypeVar("R")
 
 _NO_DEADLINE = float("inf")
+#: The deadline given to an entry list once it leaves the table (see ``entry_table``).
+_DETACHED = float("-inf")
 
 
 class MemoryBackend:
@@ -72,15 +74,20 @@ class MemoryBackend:
             if entry is not None:
                 if entry[2].monotonic() >= entry[1]:
                     del self._entries[key]
+                    entry[1] = _DETACHED
+                    entry = None
                 else:
                     state = entry[0]
             result, new_state = fn(state)
             if new_state is None:
                 if entry is not None:
                     self._entries.pop(key, None)
+                    entry[1] = _DETACHED
             else:
                 deadline = _NO_DEADLINE if ttl is None else clock.monotonic() + ttl
                 self._entries[key] = [new_state, deadline, clock]
+                if entry is not None:
+                    entry[1] = _DETACHED
                 self._writes_since_sweep += 1
                 # Sweeping after max(1024, n/2) writes costs O(1) amortised per write and
                 # keeps at most that many dead entries around.
@@ -97,6 +104,12 @@ class MemoryBackend:
         deleting keys must go through :meth:`transact` and :meth:`delete`, which keep the sweep
         accounting. The rate limiters use this: the generic :meth:`transact` call would
         otherwise cost more than the decision itself.
+
+        Entry lists are never reused: a write makes a new list, and a list that leaves the
+        table (replaced, deleted, expired or swept) gets the deadline ``-inf`` at that moment,
+        under the lock. So a caller may keep an entry list across calls and, holding the lock,
+        know it is still the key's live entry exactly when ``clock.monotonic() < entry[1]`` on
+        the entry's own clock ``entry[2]`` (which never changes).
         """
         return self._entries
 
@@ -108,6 +121,7 @@ class MemoryBackend:
                 return None
             if entry[2].monotonic() >= entry[1]:
                 del self._entries[key]
+                entry[1] = _DETACHED
                 return None
             return entry[0]
 
@@ -115,7 +129,11 @@ class MemoryBackend:
         """Remove ``key``; return whether it was live."""
         with self.lock:
             entry = self._entries.pop(key, None)
-            return entry is not None and entry[2].monotonic() < entry[1]
+            if entry is None:
+                return False
+            live: bool = entry[2].monotonic() < entry[1]
+            entry[1] = _DETACHED
+            return live
 
     def keys(self) -> list[str]:
         """The live keys (a snapshot), for tests and diagnostics."""
@@ -141,7 +159,7 @@ class MemoryBackend:
             if now >= deadline:
                 expired.append(key)
         for key in expired:
-            del self._entries[key]
+            self._entries.pop(key)[1] = _DETACHED
         self._writes_since_sweep = 0
 
     def close(self) -> None:
