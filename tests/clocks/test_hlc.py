@@ -501,3 +501,33 @@ def test_stats_of_a_fresh_clock() -> None:
         0,
         0,
     )
+
+
+def test_default_clock_is_read_through_time_ns_itself() -> None:
+    # The hot path calls the C function directly: no Python frame between now() and the clock.
+    import time
+
+    assert HybridLogicalClock()._time_ns is time.time_ns
+
+
+def test_state_reads_back_after_common_and_general_paths() -> None:
+    # The common case records only the wall time (HybridLogicalClock._state); last, stats and
+    # the next general-path event must see the timestamp and reading it implies.
+    physical = ManualClock(10)
+    clock = HybridLogicalClock(clock=physical, max_offset=0)
+    assert clock.now() == ts(10, 0)  # common case
+    assert (clock.last, clock.stats().lead_ns) == (ts(10, 0), 0)
+    assert clock.now() == ts(10, 1)  # general path: same reading
+    physical.set_wall_ns(4)
+    assert clock.now() == ts(10, 2)  # general path: a 6 ns backward step
+    stats = clock.stats()
+    assert (stats.last, stats.lead_ns, stats.largest_backward_jump_ns) == (ts(10, 2), 6, 6)
+    physical.set_wall_ns(20)
+    assert clock.update(ts(3, 9)) == ts(20, 0)  # common case of update
+    assert (clock.last, clock.stats().lead_ns) == (ts(20, 0), 0)
+    assert clock.update(ts(20, 7)) == ts(20, 8)  # general path after a common case
+    assert clock.now() == ts(20, 9)
+    assert (
+        repr(clock)
+        == "HybridLogicalClock(last=HLCTimestamp(wall_ns=20, logical=9), max_offset=0.0)"
+    )

@@ -186,7 +186,12 @@ def test_hlc_is_strictly_monotonic_and_equals_the_pure_rules(
             assert stamp > remote
         assert stamp == model
         assert stamp.wall_ns >= pt
-        assert clock.stats().lead_ns == model.wall_ns - pt  # the inlined paths keep stats exact
+        # The inlined common cases record only l (see HybridLogicalClock._state): the state
+        # they leave must read back as the rule's, for the next event and for stats.
+        assert clock.last == model
+        stats = clock.stats()
+        assert stats.last == model
+        assert stats.lead_ns == model.wall_ns - pt
         if previous is not None:
             assert stamp > previous
         previous = stamp

@@ -47,7 +47,8 @@ The rules are pure functions (:func:`hlc_send`, :func:`hlc_receive`) of the last
 physical time and the remote timestamp; :class:`HybridLogicalClock` runs them under a mutex (a
 binary semaphore on ``queue.SimpleQueue``), with the common case of each (physical time has
 moved past every timestamp seen: the result is ``(pt, 0)``) inlined and pinned to the rules by
-a differential property test.
+a differential property test. The common case writes a single integer of state (see
+``HybridLogicalClock._state``).
 """
 
 from __future__ import annotations
@@ -504,9 +505,11 @@ class HybridLogicalClock:
         mutex.put(None)
         self._take = mutex.get
         self._give = mutex.put
-        self._last: HLCTimestamp = start
-        # _last[0], kept as a plain int: the hot paths compare against it without indexing.
+        # The state (see _state): l of the last timestamp, always current, as a plain int the
+        # hot paths compare against without indexing; and the last timestamp of the general
+        # path with its physical reading, which are current while _wall == _last[0].
         self._wall: int = start[0]
+        self._last: HLCTimestamp = start
         self._last_pt = _NEVER
         self._backward_jumps = 0
         self._largest_jump_ns = 0
@@ -525,7 +528,29 @@ class HybridLogicalClock:
     @property
     def last(self) -> HLCTimestamp:
         """The last timestamp issued (or ``start``), without ticking."""
-        return self._last
+        self._take()
+        try:
+            return self._state()[0]
+        finally:
+            self._give(None)
+
+    def _state(self) -> tuple[HLCTimestamp, int]:
+        """The last timestamp and the physical reading taken for it; call with the mutex held.
+
+        The common-case paths of :meth:`now` and :meth:`update` issue ``(pt, 0)`` for a reading
+        ``pt`` above ``_wall``, and record that by moving ``_wall`` to ``pt`` and nothing else:
+        one integer store instead of three. Every other event goes through the pure rules and
+        stores its timestamp in ``_last``, its reading in ``_last_pt``, and ``_last[0]`` in
+        ``_wall``. ``_wall`` never decreases, and a common-case event leaves it strictly above
+        ``_last[0]``, so the two cases are told apart by ``_wall == _last[0]``: equal means the
+        general path ran last and ``(_last, _last_pt)`` is current; above means the last event
+        was a common-case one, whose timestamp is ``(_wall, 0)`` and whose reading is ``_wall``.
+        """
+        wall = self._wall
+        last = self._last
+        if wall == last[0]:
+            return last, self._last_pt
+        return _make((wall, 0)), wall
 
     def now(self) -> HLCTimestamp:
         """Timestamp a send or local event (the paper's send rule).
@@ -545,13 +570,13 @@ class HybridLogicalClock:
             if pt > self._wall:
                 # The common case, inlined: physical time moved past l, so hlc_send returns
                 # (pt, 0); and since the last reading is <= l < pt, there is no backward jump.
-                # Pinned to hlc_send by tests/clocks/test_properties.py.
-                self._wall = self._last_pt = pt
-                self._last = ts = _make((pt, 0))
-                return ts
-            last_pt = self._last_pt
+                # Recorded by moving _wall alone (see _state). Pinned to hlc_send, state
+                # included, by tests/clocks/test_properties.py.
+                self._wall = pt
+                return _make((pt, 0))
+            last, last_pt = self._state()
+            self._last = ts = hlc_send(last, pt)
             self._last_pt = pt
-            self._last = ts = hlc_send(self._last, pt)
             self._wall = ts[0]
         finally:
             give(None)
@@ -582,19 +607,18 @@ class HybridLogicalClock:
             if pt > self._wall and remote.__class__ is HLCTimestamp and pt > remote[0]:
                 # The common case, inlined: physical time is past both l and the message's
                 # wall time (so the skew guard cannot fire) and hlc_receive returns (pt, 0).
-                # No backward jump either, as in now(). Pinned to hlc_receive by
-                # tests/clocks/test_properties.py.
-                self._wall = self._last_pt = pt
-                self._last = ts = _make((pt, 0))
-                return ts
+                # No backward jump either, as in now(). Pinned to hlc_receive, state included,
+                # by tests/clocks/test_properties.py.
+                self._wall = pt
+                return _make((pt, 0))
+            last, last_pt = self._state()
             try:
-                ts = hlc_receive(self._last, pt, remote, self._max_offset_ns)
+                ts = hlc_receive(last, pt, remote, self._max_offset_ns)
             except ClockSkewError:
                 self._skew_rejections += 1
                 raise
-            last_pt = self._last_pt
-            self._last_pt = pt
             self._last = ts
+            self._last_pt = pt
             self._wall = ts[0]
         finally:
             give(None)
@@ -634,12 +658,13 @@ class HybridLogicalClock:
         """A consistent snapshot of the clock's counters."""
         self._take()
         try:
+            last, last_pt = self._state()
             return HLCStats(
-                last=self._last,
+                last=last,
                 backward_jumps=self._backward_jumps,
                 largest_backward_jump_ns=self._largest_jump_ns,
                 skew_rejections=self._skew_rejections,
-                lead_ns=max(self._last[0] - self._last_pt, 0) if self._last_pt != _NEVER else 0,
+                lead_ns=max(last[0] - last_pt, 0) if last_pt != _NEVER else 0,
             )
         finally:
             self._give(None)
@@ -662,7 +687,7 @@ class HybridLogicalClock:
                 self._on_backward_jump(jump)
 
     def __repr__(self) -> str:
-        return f"HybridLogicalClock(last={self._last!r}, max_offset={self.max_offset!r})"
+        return f"HybridLogicalClock(last={self.last!r}, max_offset={self.max_offset!r})"
 
 
 def _seconds(name: str, value: float) -> float:
