@@ -9,7 +9,8 @@ Goals (issue 3), as the largest acceptable ``ours / row`` ratio:
 * building a 100-node ring >= 2x faster than uhashring (<= 0.5); adding plus removing a node at
   100 nodes >= 2x faster (<= 0.5).
 
-Lookups loop over the same 1,000 keys in every row, on a warm ring (the prefix table caches
+Every group runs its contenders interleaved (``compare``); the ratios are medians of per-round
+ratios. Lookups loop over the same 1,000 keys in every row, on a warm ring (the prefix table caches
 the owner of every hash bucket that lies inside one interval; about 90% of buckets at 100 nodes).
 dsprims places 400 points per node by default, uhashring 160: the build and add/remove groups
 also compare at 160 points per node.
@@ -21,8 +22,10 @@ from bisect import bisect
 from typing import Any
 
 import mmh3
+import pytest
 import uhashring
 
+from benchmarks.conftest import Contender
 from dsprims import HashRing
 
 KEYS = [f"user:{i}" for i in range(1000)]
@@ -59,35 +62,27 @@ def _warm(ring: HashRing) -> HashRing:
 
 
 # -- get_node ------------------------------------------------------------------------------------
+# Every goal group runs its contenders interleaved (the ``compare`` fixture): the ratios are
+# medians of per-round ratios, so the shared machine's load drift cancels.
 
 GET_10 = "hashing: get_node x1000, 10 nodes"
 GET_100 = "hashing: get_node x1000, 100 nodes"
 
 
-def test_get_node_10_ours(mark: Any) -> None:
-    mark(GET_10, "ours", "HashRing.get_node")(_loop(_warm(HashRing(NODES_10)).get_node))
-
-
-def test_get_node_10_uhashring(mark: Any) -> None:
-    ring = uhashring.HashRing(NODES_10)
-    mark(GET_10, "peer", "uhashring 2.5 get_node", goal=0.2)(_loop(ring.get_node))
-
-
-def test_get_node_10_floor(mark: Any) -> None:
-    mark(GET_10, "floor", "owners[bisect(points, mmh3.hash(key))]", goal=1.3)(_floor(NODES_10))
-
-
-def test_get_node_100_ours(mark: Any) -> None:
-    mark(GET_100, "ours", "HashRing.get_node")(_loop(_warm(HashRing(NODES_100)).get_node))
-
-
-def test_get_node_100_uhashring(mark: Any) -> None:
-    ring = uhashring.HashRing(NODES_100)
-    mark(GET_100, "peer", "uhashring 2.5 get_node", goal=0.25)(_loop(ring.get_node))
-
-
-def test_get_node_100_floor(mark: Any) -> None:
-    mark(GET_100, "floor", "owners[bisect(points, mmh3.hash(key))]", goal=1.3)(_floor(NODES_100))
+@pytest.mark.parametrize(
+    ("group", "nodes", "goal"), [(GET_10, NODES_10, 0.2), (GET_100, NODES_100, 0.25)]
+)
+def test_get_node(compare: Any, group: str, nodes: list[str], goal: float) -> None:
+    compare(
+        group,
+        [
+            Contender("ours", "HashRing.get_node", _loop(_warm(HashRing(nodes)).get_node)),
+            Contender(
+                "peer", "uhashring 2.5 get_node", _loop(uhashring.HashRing(nodes).get_node), goal
+            ),
+            Contender("floor", "owners[bisect(points, mmh3.hash(key))]", _floor(nodes), 1.3),
+        ],
+    )
 
 
 # -- get_nodes -----------------------------------------------------------------------------------
@@ -95,23 +90,21 @@ def test_get_node_100_floor(mark: Any) -> None:
 PREFS = "hashing: get_nodes(key, 3) x1000, 100 nodes"
 
 
-def test_get_nodes_ours(mark: Any) -> None:
+def test_get_nodes(compare: Any) -> None:
     ring = _warm(HashRing(NODES_100))
-    mark(PREFS, "ours", "HashRing.get_nodes(key, 3)")(_loop(lambda k: ring.get_nodes(k, 3)))
-
-
-def test_get_nodes_vs_get_node(mark: Any) -> None:
-    ring = _warm(HashRing(NODES_100))
-    mark(PREFS, "floor", "HashRing.get_node (same ring)", goal=2.5)(_loop(ring.get_node))
-
-
-def test_get_nodes_uhashring(mark: Any) -> None:
-    ring = uhashring.HashRing(NODES_100)
+    peer = uhashring.HashRing(NODES_100)
 
     def three(key: str) -> list[str]:
-        return list(ring.range(key, 3, True))
+        return list(peer.range(key, 3, True))
 
-    mark(PREFS, "peer", "uhashring 2.5 range(key, 3)")(_loop(three))
+    compare(
+        PREFS,
+        [
+            Contender("ours", "HashRing.get_nodes(key, 3)", _loop(lambda k: ring.get_nodes(k, 3))),
+            Contender("floor", "HashRing.get_node (same ring)", _loop(ring.get_node), 2.5),
+            Contender("peer", "uhashring 2.5 range(key, 3)", _loop(three)),
+        ],
+    )
 
 
 # -- build and change ------------------------------------------------------------------------------
@@ -122,20 +115,29 @@ CHANGE = "hashing: add + remove a node at 100 nodes"
 CHANGE_160 = "hashing: add + remove a node at 100 nodes, 160 points per node"
 
 
-def test_build_ours(mark: Any) -> None:
-    mark(BUILD, "ours", "HashRing (400 points per node)")(HashRing, NODES_100)
+def test_build(compare: Any) -> None:
+    compare(
+        BUILD,
+        [
+            Contender("ours", "HashRing (400 points per node)", lambda: HashRing(NODES_100)),
+            Contender(
+                "peer",
+                "uhashring 2.5 (160 per node)",
+                lambda: uhashring.HashRing(NODES_100),
+                0.5,
+            ),
+        ],
+    )
 
 
-def test_build_uhashring(mark: Any) -> None:
-    mark(BUILD, "peer", "uhashring 2.5 (160 per node)", goal=0.5)(uhashring.HashRing, NODES_100)
-
-
-def test_build_160_ours(mark: Any) -> None:
-    mark(BUILD_160, "ours", "HashRing(vnodes=160)")(lambda: HashRing(NODES_100, vnodes=160))
-
-
-def test_build_160_uhashring(mark: Any) -> None:
-    mark(BUILD_160, "peer", "uhashring 2.5", goal=0.5)(uhashring.HashRing, NODES_100)
+def test_build_160(compare: Any) -> None:
+    compare(
+        BUILD_160,
+        [
+            Contender("ours", "HashRing(vnodes=160)", lambda: HashRing(NODES_100, vnodes=160)),
+            Contender("peer", "uhashring 2.5", lambda: uhashring.HashRing(NODES_100), 0.5),
+        ],
+    )
 
 
 def _churn(ring: Any) -> Any:
@@ -146,23 +148,24 @@ def _churn(ring: Any) -> Any:
     return run
 
 
-def test_change_ours(mark: Any) -> None:
-    mark(CHANGE, "ours", "HashRing add_node + remove_node")(_churn(HashRing(NODES_100)))
+def test_change(compare: Any) -> None:
+    compare(
+        CHANGE,
+        [
+            Contender("ours", "HashRing add_node + remove_node", _churn(HashRing(NODES_100))),
+            Contender("peer", "uhashring 2.5", _churn(uhashring.HashRing(NODES_100)), 0.5),
+        ],
+    )
 
 
-def test_change_uhashring(mark: Any) -> None:
-    ring = uhashring.HashRing(NODES_100)
-    mark(CHANGE, "peer", "uhashring 2.5", goal=0.5)(_churn(ring))
-
-
-def test_change_160_ours(mark: Any) -> None:
-    ring = HashRing(NODES_100, vnodes=160)
-    mark(CHANGE_160, "ours", "HashRing(vnodes=160)")(_churn(ring))
-
-
-def test_change_160_uhashring(mark: Any) -> None:
-    ring = uhashring.HashRing(NODES_100)
-    mark(CHANGE_160, "peer", "uhashring 2.5", goal=0.5)(_churn(ring))
+def test_change_160(compare: Any) -> None:
+    compare(
+        CHANGE_160,
+        [
+            Contender("ours", "HashRing(vnodes=160)", _churn(HashRing(NODES_100, vnodes=160))),
+            Contender("peer", "uhashring 2.5", _churn(uhashring.HashRing(NODES_100)), 0.5),
+        ],
+    )
 
 
 # -- ketama --------------------------------------------------------------------------------------
@@ -170,11 +173,19 @@ def test_change_160_uhashring(mark: Any) -> None:
 KETAMA = "hashing: ketama get_node x1000, 100 nodes"
 
 
-def test_ketama_ours(mark: Any) -> None:
-    ring = HashRing(NODES_100, hash="ketama")
-    mark(KETAMA, "ours", "HashRing(hash='ketama')")(_loop(ring.get_node))
-
-
-def test_ketama_uhashring(mark: Any) -> None:
-    ring = uhashring.HashRing(NODES_100, hash_fn="ketama")
-    mark(KETAMA, "peer", "uhashring 2.5 ketama")(_loop(ring.get_node))
+def test_ketama(compare: Any) -> None:
+    compare(
+        KETAMA,
+        [
+            Contender(
+                "ours",
+                "HashRing(hash='ketama')",
+                _loop(HashRing(NODES_100, hash="ketama").get_node),
+            ),
+            Contender(
+                "peer",
+                "uhashring 2.5 ketama",
+                _loop(uhashring.HashRing(NODES_100, hash_fn="ketama").get_node),
+            ),
+        ],
+    )
