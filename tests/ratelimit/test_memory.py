@@ -191,6 +191,66 @@ def test_inlined_gcra_fast_path_is_the_core(
         assert type(decision) is RateLimitDecision
 
 
+@pytest.mark.parametrize("algo", ["counter", "log"])
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 2_000), st.integers(0, 700_000)),  # µs to advance
+            st.integers(0, 2),  # key
+            st.integers(0, 3),  # cost
+            st.sampled_from(["try", "try", "try", "try1", "other", "peek", "reset", "sweep"]),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_memory_fast_path_is_the_core_across_keys_and_limiters(
+    algo: str, steps: list[tuple[int, int, int, str]]
+) -> None:
+    """Differential: the sliding log's and counter's specialised try_acquire == the pure core.
+
+    Each limiter remembers its keys' entries; resets, sweeps, and a second limiter of the same
+    settings sharing the keys must never leave it deciding on a stale entry.
+    """
+    clock = ManualClock(start=1000.0)
+    limiter = SYNC[algo](clock=clock)
+    store = limiter._store
+    assert store is not None
+    other = SYNC[algo](clock=clock, backend=store)
+    runners: dict[str, CoreRunner] = {}
+    now = 1_000_000_000
+    for dt, k, cost, op in steps:
+        clock.advance(dt / 1e6)
+        now += dt
+        key = f"user-{k}"
+        runner = runners.setdefault(key, CoreRunner(algo, CORE_PARAMS[algo]))
+        if op == "reset":
+            (limiter if k else other).reset(key)
+            del runners[key]
+            continue
+        if op == "sweep":
+            len(store)
+            continue
+        consume = op != "peek"
+        if op == "try1":
+            cost = 1
+            got = limiter.try_acquire(key)
+        elif op == "other":
+            got = other.try_acquire(key, cost)
+        else:
+            got = limiter.try_acquire(key, cost) if consume else limiter.peek(key, cost)
+        allowed, remaining, retry, reset = runner.step(now, cost, consume)
+        assert got == (
+            bool(allowed),
+            remaining,
+            0.0 if allowed else (retry + 1) / 1e6,
+            reset / 1e6,
+            3,
+            False,
+        )
+        assert type(got) is RateLimitDecision
+
+
 @pytest.mark.parametrize("algo", list(SYNC))
 @given(
     start=st.floats(min_value=0.0, max_value=1e7, allow_nan=False),

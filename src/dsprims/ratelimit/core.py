@@ -52,11 +52,14 @@ __all__ = [
     "LogUpdate",
     "TokenBucketParams",
     "Verdict",
+    "CounterTuple",
     "check_cost",
     "counter_decide",
+    "counter_step",
     "gcra_decide",
     "gcra_reserve",
     "log_decide",
+    "log_step",
     "seconds_to_us",
 ]
 
@@ -281,32 +284,69 @@ class CounterState:
     current: int
 
 
+#: The counts of a sliding-window counter as plain integers: ``(index, previous, current)``.
+CounterTuple = tuple[int, int, int]
+
+
 def counter_decide(
     params: CounterParams, state: CounterState | None, now: int, cost: int, consume: bool
 ) -> tuple[Verdict, CounterState | None]:
-    """One sliding-window-counter decision.
-
-    The estimate at ``now`` is ``previous * (W - elapsed) / W + current`` with ``elapsed`` the
-    time since the current window began; everything is multiplied by ``W`` to stay in integers.
+    """One sliding-window-counter decision (:func:`counter_step` with a dataclass state).
 
     Returns:
         ``(verdict, new_state)``; ``new_state`` is ``None`` when nothing is counted any more.
     """
-    tick = params.tick_us
-    w = params.window_ticks
-    limit = params.limit
+    allowed, remaining, retry, reset, counts = counter_step(
+        params.limit,
+        params.window_ticks,
+        params.tick_us,
+        None if state is None else (state.index, state.previous, state.current),
+        now,
+        cost,
+        consume,
+    )
+    return (allowed, remaining, retry, reset), None if counts is None else CounterState(*counts)
+
+
+def counter_step(
+    limit: int,
+    w: int,
+    tick: int,
+    state: CounterTuple | None,
+    now: int,
+    cost: int,
+    consume: bool,
+) -> tuple[bool, int, int, int, CounterTuple | None]:
+    """One sliding-window-counter decision on plain integers (what the memory backend runs).
+
+    The estimate at ``now`` is ``previous * (W - elapsed) / W + current`` with ``elapsed`` the
+    time since the current window began; everything is multiplied by ``W`` to stay in integers.
+
+    Args:
+        limit: :attr:`CounterParams.limit`.
+        w: :attr:`CounterParams.window_ticks`.
+        tick: :attr:`CounterParams.tick_us`.
+        state: ``(index, previous, current)`` as in :class:`CounterState`, or ``None``.
+        now: the current time in µs.
+        cost: the cost requested.
+        consume: count the admission (``False`` for a peek).
+
+    Returns:
+        ``(allowed, remaining, retry_after_us, reset_after_us, new_state)``; ``new_state`` is
+        ``None`` when nothing is counted any more.
+    """
     t = now // tick
-    if state is not None and t < state.index * w:
+    if state is not None and t < state[0] * w:
         # The clock stepped back behind the stored window: decide at that window's start
         # rather than forget its counts.
-        t = state.index * w
+        t = state[0] * w
     index = t // w
     previous = current = 0
     if state is not None:
-        if state.index == index:
-            previous, current = state.previous, state.current
-        elif state.index == index - 1:
-            previous = state.current
+        if state[0] == index:
+            _, previous, current = state
+        elif state[0] == index - 1:
+            previous = state[2]
     start = index * w
     elapsed = t - start
     weighted = previous * (w - elapsed) + current * w
@@ -321,8 +361,8 @@ def counter_decide(
             reset = (start + w) * tick - now
         else:
             reset = 0
-        new_state = CounterState(index, previous, current) if previous or current else None
-        return (True, remaining, 0, reset), new_state
+        new_state = (index, previous, current) if previous or current else None
+        return True, remaining, 0, reset, new_state
     spare = limit - current - cost
     if spare >= 0:
         # Admitted once previous * (W - e) <= spare * W within this window (previous > 0 here,
@@ -335,8 +375,8 @@ def counter_decide(
         at = start + w
     remaining = max(0, (limit * w - weighted) // w)
     reset = (start + 2 * w) * tick - now if current > 0 else (start + w) * tick - now
-    new_state = CounterState(index, previous, current) if previous or current else None
-    return (False, remaining, at * tick - now, reset), new_state
+    new_state = (index, previous, current) if previous or current else None
+    return False, remaining, at * tick - now, reset, new_state
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,7 +437,7 @@ def log_decide(
     cost: int,
     consume: bool,
 ) -> tuple[Verdict, LogUpdate]:
-    """One exact sliding-log decision.
+    """One exact sliding-log decision (:func:`log_step` with a dataclass update).
 
     Args:
         params: the limit and window.
@@ -413,8 +453,38 @@ def log_decide(
     Returns:
         ``(verdict, update)``.
     """
-    window = params.window_us
-    limit = params.limit
+    allowed, remaining, retry, reset, expired, append, at, new_total = log_step(
+        params.window_us, params.limit, times, costs, total, now, cost, consume
+    )
+    return (allowed, remaining, retry, reset), LogUpdate(expired, append, at, new_total)
+
+
+def log_step(
+    window: int,
+    limit: int,
+    times: Sequence[int],
+    costs: Sequence[int],
+    total: int,
+    now: int,
+    cost: int,
+    consume: bool,
+) -> tuple[bool, int, int, int, int, int, int, int]:
+    """One exact sliding-log decision on plain integers (what the memory backend runs).
+
+    Args:
+        window: :attr:`LogParams.window_us`.
+        limit: :attr:`LogParams.limit`.
+        times: as in :func:`log_decide`.
+        costs: as in :func:`log_decide`.
+        total: as in :func:`log_decide`.
+        now: as in :func:`log_decide`.
+        cost: as in :func:`log_decide`.
+        consume: as in :func:`log_decide`.
+
+    Returns:
+        ``(allowed, remaining, retry_after_us, reset_after_us, expired, append, at, total)``:
+        the verdict, then the fields of :class:`LogUpdate`.
+    """
     n = len(times)
     at = now
     if n and times[n - 1] > at:
@@ -434,7 +504,7 @@ def log_decide(
             reset = times[n - 1] + window - now
         else:
             reset = 0
-        return (True, limit - total, 0, reset), LogUpdate(expired, append, at, total)
+        return True, limit - total, 0, reset, expired, append, at, total
     # Admitted once enough of the oldest entries have left: walk O(cost) entries.
     need = total + cost - limit
     i = expired
@@ -444,4 +514,4 @@ def log_decide(
         freed += costs[i]
     retry = times[i] + window - now
     reset = times[n - 1] + window - now
-    return (False, limit - total, retry, reset), LogUpdate(expired, 0, at, total)
+    return False, limit - total, retry, reset, expired, 0, at, total

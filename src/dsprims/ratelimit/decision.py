@@ -63,6 +63,12 @@ def decision_from_verdict(
     allowed: bool | int, remaining: int, retry_us: int, reset_us: int, limit: int
 ) -> RateLimitDecision:
     """Convert a core verdict (integer µs) into a decision (float seconds)."""
+    # tuple.__new__ skips the NamedTuple's Python-level __new__: half the cost of a decision.
     if allowed:
-        return RateLimitDecision(True, remaining, 0.0, reset_us / 1e6, limit)
-    return RateLimitDecision(False, remaining, (retry_us + 1) / 1e6, reset_us / 1e6, limit)
+        return _make(RateLimitDecision, (True, remaining, 0.0, reset_us / 1e6, limit, False))
+    return _make(
+        RateLimitDecision, (False, remaining, (retry_us + 1) / 1e6, reset_us / 1e6, limit, False)
+    )
+
+
+_make = tuple.__new__

@@ -35,7 +35,7 @@ import inspect
 import logging
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
 from dsprims.backends._lua import lua_script
@@ -45,14 +45,13 @@ from dsprims.backends.url import resolve_async_backend, resolve_backend
 from dsprims.errors import BackendUnavailable, ConfigurationError, RateLimitExceeded
 from dsprims.ratelimit.core import (
     CounterParams,
-    CounterState,
     LogParams,
     TokenBucketParams,
     check_cost,
-    counter_decide,
+    counter_step,
     gcra_decide,
     gcra_reserve,
-    log_decide,
+    log_step,
 )
 from dsprims.ratelimit.decision import RateLimitDecision, decision_from_verdict
 from dsprims.timesource import SYSTEM_CLOCK, Clock
@@ -199,10 +198,22 @@ class _Counter(_Algorithm):
     def __init__(self, params: CounterParams) -> None:
         self.params = params
         self.limit = params.limit
+        self.window_ticks = params.window_ticks
+        self.tick = params.tick_us
         self.part = f"rl.swc.{params.window_ticks * params.tick_us}.{params.limit}"
 
     def script_params(self) -> tuple[int, int, int]:
-        return self.limit, self.params.window_ticks, self.params.tick_us
+        return self.limit, self.window_ticks, self.tick
+
+    def live(self, entry: list[Any], t: float, now: int, cost: int, consume: bool) -> Verdict4:
+        """Decide on a live entry written on this clock, updating it in place (lock held)."""
+        allowed, remaining, retry, reset, state = counter_step(
+            self.limit, self.window_ticks, self.tick, entry[0], now, cost, consume
+        )
+        if allowed and consume and cost:
+            entry[0] = state
+            entry[1] = t + reset * 1e-6 + _MARGIN
+        return allowed, remaining, retry, reset
 
     def memory(
         self,
@@ -218,17 +229,15 @@ class _Counter(_Algorithm):
         entry = table.get(key)
         # A live key written on this clock is read and updated in place (the caller holds the
         # lock); anything else goes through the backend's own expiry and accounting.
-        live = entry is not None and entry[2] is clock and t < entry[1]
-        state: CounterState | None = entry[0] if live else store.get(key)  # type: ignore[index]
-        verdict, new_state = counter_decide(self.params, state, now, cost, consume)
-        if verdict[0] and consume and cost:
-            ttl = verdict[3] * 1e-6 + _MARGIN
-            if live:
-                entry[0] = new_state  # type: ignore[index]
-                entry[1] = t + ttl  # type: ignore[index]
-            else:
-                store.transact(key, lambda _old: (None, new_state), ttl=ttl, clock=clock)
-        return verdict
+        if entry is not None and entry[2] is clock and t < entry[1]:
+            return self.live(entry, t, now, cost, consume)
+        allowed, remaining, retry, reset, state = counter_step(
+            self.limit, self.window_ticks, self.tick, store.get(key), now, cost, consume
+        )
+        if allowed and consume and cost:
+            ttl = reset * 1e-6 + _MARGIN
+            store.transact(key, lambda _old: (None, state), ttl=ttl, clock=clock)
+        return allowed, remaining, retry, reset
 
 
 class _Log(_Algorithm):
@@ -238,10 +247,39 @@ class _Log(_Algorithm):
     def __init__(self, params: LogParams) -> None:
         self.params = params
         self.limit = params.limit
+        self.window = params.window_us
         self.part = f"rl.swl.{params.window_us}.{params.limit}"
 
     def script_params(self) -> tuple[int, int, int]:
-        return self.limit, self.params.window_us, 0
+        return self.limit, self.window, 0
+
+    def live(
+        self, entry: list[Any], t: float, now: int, cost: int, consume: bool
+    ) -> Verdict4 | None:
+        """Decide on a live entry written on this clock, updating it in place (lock held).
+
+        Returns ``None``, changing nothing, when the log would become empty: the key must then
+        be deleted, which :meth:`memory` does.
+        """
+        state: _LogState = entry[0]
+        times, costs = state.times, state.costs
+        allowed, remaining, retry, reset, expired, append, at, total = log_step(
+            self.window, self.limit, times, costs, state.total, now, cost, consume
+        )
+        if not append and expired == len(times):
+            return None
+        for _ in range(expired):
+            times.popleft()
+            costs.popleft()
+        state.total = total
+        if append:
+            if times and times[-1] == at:
+                costs[-1] += append
+            else:
+                times.append(at)
+                costs.append(append)
+            entry[1] = t + reset * 1e-6 + _MARGIN
+        return allowed, remaining, retry, reset
 
     def memory(
         self,
@@ -255,38 +293,47 @@ class _Log(_Algorithm):
         consume: bool,
     ) -> Verdict4:
         entry = table.get(key)
-        live = entry is not None and entry[2] is clock and t < entry[1]
-        state: _LogState | None = entry[0] if live else store.get(key)  # type: ignore[index]
+        state: _LogState | None
+        if entry is not None and entry[2] is clock and t < entry[1]:
+            verdict = self.live(entry, t, now, cost, consume)
+            if verdict is not None:
+                return verdict
+            state = entry[0]  # the log empties: decided below, and the key deleted
+        else:
+            state = store.get(key)
         if state is None:
-            verdict, update = log_decide(self.params, (), (), 0, now, cost, consume)
-            if update.append:
+            allowed, remaining, retry, reset, _, append, at, total = log_step(
+                self.window, self.limit, (), (), 0, now, cost, consume
+            )
+            if append:
                 state = _LogState()
-                state.times.append(update.at)
-                state.costs.append(update.append)
-                state.total = update.total
-                ttl = verdict[3] * 1e-6 + _MARGIN
+                state.times.append(at)
+                state.costs.append(append)
+                state.total = total
+                ttl = reset * 1e-6 + _MARGIN
                 store.transact(key, lambda _old: (None, state), ttl=ttl, clock=clock)
-            return verdict
+            return allowed, remaining, retry, reset
         times, costs = state.times, state.costs
-        verdict, update = log_decide(self.params, times, costs, state.total, now, cost, consume)
-        for _ in range(update.expired):
+        allowed, remaining, retry, reset, expired, append, at, total = log_step(
+            self.window, self.limit, times, costs, state.total, now, cost, consume
+        )
+        for _ in range(expired):
             times.popleft()
             costs.popleft()
-        state.total = update.total
-        if update.append:
-            if times and times[-1] == update.at:
-                costs[-1] += update.append
+        state.total = total
+        if append:
+            if times and times[-1] == at:
+                costs[-1] += append
             else:
-                times.append(update.at)
-                costs.append(update.append)
-            ttl = verdict[3] * 1e-6 + _MARGIN
-            if live:
-                entry[1] = t + ttl  # type: ignore[index]
-            else:  # written by a limiter on another clock: re-store it on ours
-                store.transact(key, lambda _old: (None, state), ttl=ttl, clock=clock)
+                times.append(at)
+                costs.append(append)
+            # Written by a limiter on another clock (a live entry on ours was decided by
+            # live()): re-store it on ours.
+            ttl = reset * 1e-6 + _MARGIN
+            store.transact(key, lambda _old: (None, state), ttl=ttl, clock=clock)
         elif not times:
             store.delete(key)
-        return verdict
+        return allowed, remaining, retry, reset
 
 
 # --------------------------------------------------------------------------------------------
@@ -532,6 +579,8 @@ class _SyncLimiter(_LimiterBase):
                 f"use Async{type(self).__name__} with an async backend"
             )
         self._setup(backend=resolved, **kwargs)
+        if self._lock is not None:
+            self.try_acquire = _fast_try_acquire(self)  # type: ignore[method-assign]
 
     def try_acquire(self, key: str, cost: int = 1) -> RateLimitDecision:
         """Decide now, without waiting; consume ``cost`` if admitted.
@@ -616,6 +665,14 @@ class _AsyncLimiter(_LimiterBase):
                 f"AsyncMemoryBackend or a URL), got {resolved!r}"
             )
         self._setup(backend=resolved, **kwargs)
+        if self._lock is not None:
+            fast = _fast_try_acquire(self)
+
+            async def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
+                return fast(key, cost)  # type: ignore[no-any-return]
+
+            try_acquire.__doc__ = _AsyncLimiter.try_acquire.__doc__
+            self.try_acquire = try_acquire  # type: ignore[method-assign]
 
     async def try_acquire(self, key: str, cost: int = 1) -> RateLimitDecision:
         """See :meth:`TokenBucket.try_acquire`."""
@@ -709,8 +766,6 @@ class TokenBucket(_SyncLimiter):
             on_outage=on_outage,
             pinned_ttl_grace=pinned_ttl_grace,
         )
-        if self._lock is not None:
-            self.try_acquire = _fast_gcra(self)  # type: ignore[method-assign]
 
     def acquire(self, key: str, cost: int = 1, timeout: float | None = None) -> RateLimitDecision:
         """Wait until ``cost`` tokens are admitted, then return; fail fast beyond ``timeout``.
@@ -750,6 +805,104 @@ class TokenBucket(_SyncLimiter):
         return f"rate={self.params.rate!r}, capacity={self.params.capacity}"
 
 
+def _fast_try_acquire(limiter: _LimiterBase) -> Any:
+    """The memory ``try_acquire`` of ``limiter``, specialised for its algorithm."""
+    if isinstance(limiter._algo, _Gcra):
+        return _fast_gcra(limiter)
+    return _fast_live(limiter)
+
+
+def _entry_cache(
+    limiter: _LimiterBase,
+) -> tuple[dict[str, list[Any]], Callable[[str, int], RateLimitDecision]]:
+    """A limiter's memory of its keys' entry lists, and the general path that fills it.
+
+    Each key seen remembers its entry list in the backend's table (see
+    :meth:`MemoryBackend.entry_table <dsprims.backends.memory.MemoryBackend.entry_table>`): a
+    list is never reused and gets the deadline ``-inf`` when it leaves the table, so under the
+    lock "the deadline has not passed on our clock" proves it is still the key's live entry.
+    Only entries written on the limiter's clock are remembered, and only for exact ``str`` keys.
+
+    Returns:
+        ``(entries, general)``: ``entries`` maps a key to its entry list (live or detached);
+        ``general(key, cost)`` decides through the general path (validation, errors, the core)
+        and then remembers the key's entry.
+    """
+    lock = limiter._lock
+    assert lock is not None
+    slow = limiter._memory
+    table = limiter._table
+    known = limiter._known
+    clock = limiter.clock
+    entries: dict[str, list[Any]] = {}
+
+    def general(key: str, cost: int) -> RateLimitDecision:
+        result = slow(key, cost, True)
+        if key.__class__ is str:
+            with lock:
+                entry = table.get(known.get(key, ""))
+                if entry is not None and entry[2] is clock:
+                    if len(entries) >= _KNOWN_KEYS:
+                        entries.clear()
+                    entries[key] = entry
+        return result
+
+    return entries, general
+
+
+def _fast_live(limiter: _LimiterBase) -> Any:
+    """``try_acquire`` of a memory sliding log or sliding-window counter, for the common case.
+
+    A known key's live entry (see :func:`_entry_cache`) is decided by the algorithm's ``live``,
+    which runs the pure core (:func:`~dsprims.ratelimit.core.log_step` or
+    :func:`~dsprims.ratelimit.core.counter_step`) and updates the entry in place: one dict
+    lookup, one lock acquire/release, one clock read, the core, and the result tuple. Anything
+    else takes the general path, which also raises the errors.
+    """
+    algo = limiter._algo
+    assert isinstance(algo, _Log | _Counter)
+    lock = limiter._lock
+    assert lock is not None
+    acquire, release = lock.acquire, lock.release
+    mono = limiter.clock.monotonic
+    live = algo.live
+    limit = algo.limit
+    slow = limiter._memory
+    make = tuple.__new__
+    decision = RateLimitDecision
+    exact = str
+    floor = math.floor
+    one = 1
+    entries, general = _entry_cache(limiter)
+
+    def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
+        try:
+            entry = entries[key]
+        except (KeyError, TypeError):  # a new key or an unhashable one: validated there
+            return general(key, cost)
+        if key.__class__ is not exact or (
+            cost is not one and (cost.__class__ is not int or not 0 <= cost <= limit)
+        ):
+            return slow(key, cost, True)
+        acquire()
+        try:
+            t = mono()
+            if t >= entry[1]:  # expired, or detached from the table (deadline -inf)
+                return general(key, cost)
+            verdict = live(entry, t, floor(t * 1e6 + 0.5), cost, True)
+            if verdict is None:  # the log empties: the general path deletes the key
+                return general(key, cost)
+        finally:
+            release()
+        allowed, remaining, retry, reset = verdict
+        if allowed:
+            return make(decision, (True, remaining, 0.0, reset / 1e6, limit, False))
+        return make(decision, (False, remaining, (retry + 1) / 1e6, reset / 1e6, limit, False))
+
+    try_acquire.__doc__ = _SyncLimiter.try_acquire.__doc__
+    return try_acquire
+
+
 def _fast_gcra(limiter: _LimiterBase) -> Any:
     """``try_acquire`` of a memory token bucket, specialised for the common case.
 
@@ -760,11 +913,8 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     a ``ManualClock``, denials, zero costs, expiries, resets, reservations and a second limiter
     sharing the keys included, equals the core's).
 
-    Everything is bound once in a closure. Each key seen here remembers its entry list in the
-    backend's table (see :meth:`MemoryBackend.entry_table
-    <dsprims.backends.memory.MemoryBackend.entry_table>`): a list is never reused and gets the
-    deadline ``-inf`` when it leaves the table, so under the lock "the deadline has not passed on
-    our clock" proves it is still the key's live entry. A decision is then one dict lookup, one
+    Everything is bound once in a closure, and each key remembers its entry list
+    (:func:`_entry_cache`). A decision is then one dict lookup, one
     lock acquire/release, one clock read, the arithmetic, and the result tuple. Anything unusual
     (a new or expired key, a key that is not exactly a ``str`` (an object merely equal to a
     remembered key must still be rejected), a cost that fails the checks) takes the general path,
@@ -775,32 +925,17 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     lock = limiter._lock
     assert lock is not None
     acquire, release = lock.acquire, lock.release
-    table = limiter._table
     clock = limiter.clock
     mono = clock.monotonic
     interval, tolerance, limit = algo.interval, algo.tolerance, algo.limit
     slow = limiter._memory
     make = tuple.__new__
     decision = RateLimitDecision
-    known = limiter._known
     margin = _MARGIN
     exact = str
     floor = math.floor
     one = 1
-    #: key -> its entry list in the backend's table (live or detached), for keys on this clock.
-    entries: dict[str, list[Any]] = {}
-
-    def general(key: str, cost: int) -> RateLimitDecision:
-        # The general path (validation, errors, the core), then remember the key's entry.
-        result = slow(key, cost, True)
-        if key.__class__ is exact:
-            with lock:
-                entry = table.get(known.get(key, ""))
-                if entry is not None and entry[2] is clock:
-                    if len(entries) >= _KNOWN_KEYS:
-                        entries.clear()
-                    entries[key] = entry
-        return result
+    entries, general = _entry_cache(limiter)
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
         try:
@@ -976,14 +1111,6 @@ class AsyncTokenBucket(_AsyncLimiter):
             on_outage=on_outage,
             pinned_ttl_grace=pinned_ttl_grace,
         )
-        if self._lock is not None:
-            fast = _fast_gcra(self)
-
-            async def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
-                return fast(key, cost)  # type: ignore[no-any-return]
-
-            try_acquire.__doc__ = _AsyncLimiter.try_acquire.__doc__
-            self.try_acquire = try_acquire  # type: ignore[method-assign]
 
     async def acquire(
         self,
