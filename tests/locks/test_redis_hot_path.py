@@ -196,3 +196,108 @@ async def test_async_hot_path_under_concurrency(redis_server: Any, key_prefix: s
             await lock.settle()
     finally:
         await backend.aclose()
+
+
+async def test_async_late_reply_is_never_read_by_the_next_call(
+    redis_server: Any, key_prefix: str
+) -> None:
+    backend = async_backend_from_url(redis_server.url, timeout=0.3)
+    try:
+        lock = AsyncRedisLock("alate", backend=backend, prefix=key_prefix, auto_renew=False)
+        holder = await lock.acquire()
+        with redis_server.frozen_for_a_while(), pytest.raises(BackendUnavailable):
+            await holder.release()
+        deadline = time.monotonic() + 5
+        while (lease := await lock.try_acquire()) is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert lease.token > holder.token
+        await lease.release()
+        assert lease.released
+        await lock.settle()
+    finally:
+        await backend.aclose()
+
+
+def _connections(admin: Any) -> int:
+    return len(admin.client_list())
+
+
+def _wait_for_connections(admin: Any, expected: int) -> None:
+    deadline = time.monotonic() + 5
+    while _connections(admin) != expected:
+        assert time.monotonic() < deadline, (_connections(admin), expected)
+        time.sleep(0.01)
+
+
+def test_close_closes_only_clients_made_from_urls(
+    redis_server: Any, key_prefix: str, tmp_path: Any
+) -> None:
+    from dsprims import Redlock
+    from dsprims.testing.servers import RedisServerProcess
+
+    admin = redis_server.client()
+    before = _connections(admin)
+    lock = RedisLock("own", backend=redis_server.url, prefix=key_prefix)
+    lock.acquire().release()
+    assert _connections(admin) > before
+    lock.close()
+    lock.close()  # idempotent
+    _wait_for_connections(admin, before)
+
+    passed = backend_from_url(redis_server.url)
+    borrowed = RedisLock("own", backend=passed, prefix=key_prefix)
+    borrowed.acquire().release()
+    borrowed.close()
+    assert passed.ping()  # still open: its owner closes it
+    borrowed.acquire().release()
+
+    others = [RedisServerProcess.create(tmp_path / f"r{i}") for i in range(2)]
+    for server in others:
+        server.start()
+    try:
+        redlock = Redlock("own", backends=[passed, *(s.url for s in others)], prefix=key_prefix)
+        redlock.acquire().release()
+        clients = [s.client() for s in others]
+        assert all(_connections(c) > 1 for c in clients)
+        redlock.close()
+        for c in clients:
+            _wait_for_connections(c, 1)
+            c.close()
+        assert passed.ping()
+    finally:
+        for server in others:
+            server.stop()
+    passed.close()
+    _wait_for_connections(admin, before)
+    admin.close()
+
+
+async def test_aclose_closes_only_clients_made_from_urls(
+    redis_server: Any, key_prefix: str
+) -> None:
+    from dsprims import AsyncRedlock
+
+    admin = redis_server.client()
+    before = _connections(admin)
+    lock = AsyncRedisLock("aown", backend=redis_server.url, prefix=key_prefix)
+    await (await lock.acquire()).release()
+    assert _connections(admin) > before
+    await lock.aclose()
+    await lock.aclose()
+    _wait_for_connections(admin, before)
+
+    passed = async_backend_from_url(redis_server.url)
+    try:
+        borrowed = AsyncRedisLock("aown", backend=passed, prefix=key_prefix)
+        await (await borrowed.acquire()).release()
+        await borrowed.aclose()
+        assert await passed.ping()
+        redlock = AsyncRedlock("aown", backends=[redis_server.url], prefix=key_prefix)
+        await (await redlock.acquire()).release()
+        await redlock.aclose()
+        assert await passed.ping()
+    finally:
+        await passed.aclose()
+    _wait_for_connections(admin, before)
+    admin.close()

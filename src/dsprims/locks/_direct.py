@@ -162,7 +162,20 @@ class AsyncDirect:
         data = [packed]
 
         async def exchange() -> Any:
-            await conn.send_packed_command(data)
+            # send_packed_command wraps every write in asyncio.wait_for (a task and two loop
+            # turns) when the client has a socket timeout. A small command on a connected
+            # transport with nothing buffered goes out at once, so it is written directly
+            # (read_response still enforces the timeout); anything else takes the full path.
+            writer = getattr(conn, "_writer", None)
+            if (
+                writer is not None
+                and not conn.health_check_interval
+                and not writer.transport.is_closing()
+                and not writer.transport.get_write_buffer_size()
+            ):
+                writer.write(packed)
+            else:
+                await conn.send_packed_command(data)
             return await conn.read_response()
 
         async def fail(_error: BaseException) -> None:

@@ -505,6 +505,8 @@ class RedisLock(LockBase):
     ) -> None:
         params = LockParams(ttl, auto_renew, renew_fraction, max_hold, fair, clock_drift, fencing)
         self.backend = _redis_backend(resolve_backend(backend), "RedisLock")
+        # Only a client this lock made from a URL is this lock's to close.
+        self._owned = self.backend if isinstance(backend, str) else None
         scripts = _Scripts(
             check_prefix(prefix),
             check_name(name, "name"),
@@ -516,6 +518,16 @@ class RedisLock(LockBase):
         super().__init__(
             name, _RedisLockStore(self.backend, scripts), params, clock=clock, on_lost=on_lost
         )
+
+    def close(self) -> None:
+        """Close the client this lock made from a ``redis://`` URL (idempotent).
+
+        A backend object passed in stays open: its owner closes it. Leases still held are not
+        released (they expire after their ``ttl``); release them first.
+        """
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            owned.close()
 
 
 class AsyncRedisLock(AsyncLockBase):
@@ -547,6 +559,7 @@ class AsyncRedisLock(AsyncLockBase):
     ) -> None:
         params = LockParams(ttl, auto_renew, renew_fraction, max_hold, fair, clock_drift, fencing)
         self.backend = _redis_backend(resolve_async_backend(backend), "AsyncRedisLock")
+        self._owned = self.backend if isinstance(backend, str) else None
         scripts = _Scripts(
             check_prefix(prefix),
             check_name(name, "name"),
@@ -558,3 +571,11 @@ class AsyncRedisLock(AsyncLockBase):
         super().__init__(
             name, _AsyncRedisLockStore(self.backend, scripts), params, clock=clock, on_lost=on_lost
         )
+
+    async def aclose(self) -> None:
+        """Close the client this lock made from a URL (see :meth:`RedisLock.close`); waits
+        for the lock's background clean-ups first."""
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            await self.settle()
+            await owned.aclose()

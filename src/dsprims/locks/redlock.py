@@ -45,6 +45,7 @@ from dsprims.backends._lua import LuaScript, lua_script
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix
 from dsprims.backends.url import resolve_async_backend, resolve_backend
 from dsprims.errors import BackendError, BackendUnavailable, ConfigurationError, DsprimsError
+from dsprims.locks._direct import pack_head, pack_tail
 from dsprims.locks._lock import AsyncLockBase, LockBase
 from dsprims.locks.core import (
     DEFAULT_TTL,
@@ -96,6 +97,20 @@ class _Servers:
         self.server_timeout = server_timeout
         self._idle: list[collections.deque[Any]] = [collections.deque() for _ in backends]
         self._skip = [False] * len(backends)
+        # RESP heads of the scripts' commands per server (keys encoded as that client does).
+        self._heads: dict[tuple[int, str, str, int, int], bytes] = {}
+
+    def pack(self, i: int, call: Call, tail: bytes) -> bytes:
+        """The whole command of ``call`` for server ``i``, ``tail`` being its packed ARGV."""
+        script, keys, args = call
+        index = (i, script.sha, keys[0], len(keys), len(args))
+        head = self._heads.get(index)
+        if head is None:
+            encode = self.backends[i].client.get_encoder().encode
+            head = pack_head(script.sha, [encode(k) for k in keys], len(args))
+            if len(self._heads) < 64:
+                self._heads[index] = head
+        return head + tail
 
     def up(self, i: int) -> bool:
         return not self._skip[i]
@@ -126,6 +141,7 @@ class _Servers:
             self._idle,
         )
         view._skip = [isinstance(r, BackendUnavailable) for r in replies]
+        view._heads = self._heads
         return view
 
     def close(self) -> None:
@@ -150,21 +166,18 @@ def _no_retry(conn: Any) -> Any:
 def _sync_fanout(servers: _Servers, calls: Sequence[Call]) -> list[Any]:
     """Send one script per server, then read every reply; failures come back as errors."""
     sent: list[Any] = []
-    packed: dict[int, Any] = {}
+    tails: dict[int, bytes] = {}
     for i, call in enumerate(calls):
         if not servers.up(i):
             sent.append(_SKIPPED)
             continue
         conn = servers.take(i)
         try:
-            # Servers that get the same call share one encoding of it.
-            data = packed.get(id(call))
-            if data is None:
-                script, keys, args = call
-                data = packed[id(call)] = conn.pack_command(
-                    "EVALSHA", script.sha, len(keys), *keys, *args
-                )
-            conn.send_packed_command(data, check_health=False)
+            # Servers that get the same call share one encoding of its arguments.
+            tail = tails.get(id(call))
+            if tail is None:
+                tail = tails[id(call)] = pack_tail(call[2])
+            conn.send_packed_command([servers.pack(i, call, tail)], check_health=False)
         except Exception as exc:
             conn.disconnect()
             sent.append(_translate(exc))
@@ -199,18 +212,19 @@ def _sync_fanout(servers: _Servers, calls: Sequence[Call]) -> list[Any]:
 async def _async_exchange(
     servers: _Servers,
     i: int,
-    command: Sequence[object],
+    command: bytes,
     limit: float,
     fallback: Sequence[object] = (),
 ) -> Any:
-    """One command on a raw connection (no client retries), bounded by ``limit`` seconds.
+    """One pre-packed command on a raw connection (no client retries), bounded by ``limit``
+    seconds.
 
     ``fallback`` is sent instead when the server answers NOSCRIPT. Errors come back as values.
     """
     conn = servers.take(i)
     try:
         async with asyncio.timeout(limit):
-            await conn.send_command(*command)
+            await conn.send_packed_command([command], check_health=False)
             try:
                 reply = await conn.read_response()
             except Exception as exc:
@@ -232,20 +246,18 @@ async def _async_exchange(
     return reply
 
 
-def _script_command(call: Call) -> tuple[list[object], list[object]]:
-    script, keys, args = call
-    return (
-        ["EVALSHA", script.sha, len(keys), *keys, *args],
-        ["EVAL", script.source, len(keys), *keys, *args],
-    )
-
-
 async def _async_fanout(servers: _Servers, calls: Sequence[Call], limit: float) -> list[Any]:
+    tails: dict[int, bytes] = {}
+
     async def one(i: int, call: Call) -> Any:
         if not servers.up(i):
             return _SKIPPED
-        command, fallback = _script_command(call)
-        return await _async_exchange(servers, i, command, limit, fallback)
+        script, keys, args = call
+        tail = tails.get(id(call))
+        if tail is None:
+            tail = tails[id(call)] = pack_tail(args)
+        fallback = ["EVAL", script.source, len(keys), *keys, *args]
+        return await _async_exchange(servers, i, servers.pack(i, call, tail), limit, fallback)
 
     return list(await asyncio.gather(*(one(i, c) for i, c in enumerate(calls))))
 
@@ -503,14 +515,23 @@ class Redlock(LockBase):
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
         params = LockParams(ttl, auto_renew, renew_fraction, max_hold, False, clock_drift, fencing)
-        self.backends = _check_backends([resolve_backend(b) for b in backends], "Redlock")
+        given = list(backends)
+        self.backends = _check_backends([resolve_backend(b) for b in given], "Redlock")
+        # Only clients this lock made from URLs are its to close.
+        self._owned = [
+            b for b, src in zip(self.backends, given, strict=True) if isinstance(src, str)
+        ]
         plan = _plan(name, self.backends, params, clock, prefix, server_timeout, retry_delay)
         self._redlock_store = _RedlockStore(self.backends, plan)
         super().__init__(name, self._redlock_store, params, clock=clock, on_lost=on_lost)
 
     def close(self) -> None:
-        """Disconnect the raw connections this lock keeps to each server."""
+        """Disconnect the raw connections this lock keeps to each server, and close the
+        clients it made from URLs (backend objects passed in stay open). Idempotent."""
         self._redlock_store.servers.close()
+        owned, self._owned = self._owned, []
+        for backend in owned:
+            backend.close()
 
 
 class AsyncRedlock(AsyncLockBase):
@@ -534,15 +555,22 @@ class AsyncRedlock(AsyncLockBase):
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
         params = LockParams(ttl, auto_renew, renew_fraction, max_hold, False, clock_drift, fencing)
-        resolved = [resolve_async_backend(b) for b in backends]
+        given = list(backends)
+        resolved = [resolve_async_backend(b) for b in given]
         self.backends = _check_backends(resolved, "AsyncRedlock")
+        self._owned = [b for b, src in zip(resolved, given, strict=True) if isinstance(src, str)]
         plan = _plan(name, self.backends, params, clock, prefix, server_timeout, retry_delay)
         self._redlock_store = _AsyncRedlockStore(self.backends, plan)
         super().__init__(name, self._redlock_store, params, clock=clock, on_lost=on_lost)
 
     async def aclose(self) -> None:
-        """Disconnect the raw connections this lock keeps to each server."""
+        """See :meth:`Redlock.close` (also waits for the lock's background clean-ups)."""
+        owned, self._owned = self._owned, []
+        if owned:
+            await self.settle()
         for idle in self._redlock_store.servers._idle:
             while idle:
                 with contextlib.suppress(Exception):
                     await idle.pop().disconnect()
+        for backend in owned:
+            await backend.aclose()
