@@ -1,9 +1,10 @@
 """Locks on Redis: uncontended acquire+release (sync, async) and Redlock over three servers.
 
 Peers: redis-py ``Lock`` (no token, no queue) and python-redis-lock (no token); floors: a bare
-PING (one round trip) through the same client. The contended numbers (handoff latency, round
-trips per acquisition, 4 processes) come from ``benchmarks/locks_contention.py``, a report
-script, not from timed tests.
+PING (one round trip) through the same kind of client. The goal groups run their contenders
+interleaved (``compare``), so the machine's load hits all of them alike. The contended numbers
+(handoff latency, round trips per acquisition, 4 processes) come from
+``benchmarks/locks_contention.py``, a report script, not from timed tests.
 """
 
 from __future__ import annotations
@@ -17,114 +18,80 @@ import redis as redis_py
 import redis.asyncio as aredis
 import redis_lock
 
+from benchmarks.conftest import Contender
 from dsprims import async_backend_from_url, backend_from_url
 from dsprims.locks import AsyncRedisLock, MemoryLock, RedisLock, Redlock
 from dsprims.testing.servers import RedisServerProcess
 
 CYCLE = "locks: Redis acquire+release, uncontended"
-ACYCLE = "locks: async Redis acquire+release, uncontended (x50 per round)"
+ACYCLE = "locks: async Redis acquire+release, uncontended"
 REDLOCK = "locks: Redlock x3 acquire+release"
 MEMORY = "locks: memory acquire+release"
-BATCH = 50
 
 
-def test_cycle_ours(redis_server: Any, mark: Any) -> None:
+def test_cycle(redis_server: Any, compare: Any) -> None:
     backend = backend_from_url(redis_server.url)
     lock = RedisLock("bench", backend=backend, prefix="bench")
+    client = redis_server.client()
+    peer = client.lock("bench:redis-py", timeout=10)
 
-    def cycle() -> None:
-        lock.acquire().release()
+    def peer_cycle() -> None:
+        peer.acquire()
+        peer.release()
 
-    cycle()
-    mark(CYCLE, "ours", "dsprims RedisLock (token, FIFO, watchdog)")(cycle)
+    def prl_cycle() -> None:
+        prl = redis_lock.Lock(client, "bench:prl", expire=10)
+        prl.acquire()
+        prl.release()
+
+    compare(
+        CYCLE,
+        [
+            Contender(
+                "ours",
+                "dsprims RedisLock (token, FIFO, watchdog)",
+                lambda: lock.acquire().release(),
+            ),
+            Contender("peer", f"redis-py {redis_py.__version__} Lock", peer_cycle, goal=1.0),
+            Contender("peer", "python-redis-lock 4.0", prl_cycle),
+            Contender("floor", "bare PING (1 round trip)", client.ping, goal=2.5),
+        ],
+    )
+    client.close()
     backend.close()
 
 
-def test_cycle_redis_py(redis_server: Any, mark: Any) -> None:
-    client = redis_server.client()
-    lock = client.lock("bench:redis-py", timeout=10)
-
-    def cycle() -> None:
-        lock.acquire()
-        lock.release()
-
-    mark(CYCLE, "peer", f"redis-py {redis_py.__version__} Lock", goal=1.0)(cycle)
-    client.close()
-
-
-def test_cycle_python_redis_lock(redis_server: Any, mark: Any) -> None:
-    client = redis_server.client()
-
-    def cycle() -> None:
-        lock = redis_lock.Lock(client, "bench:prl", expire=10)
-        lock.acquire()
-        lock.release()
-
-    mark(CYCLE, "peer", "python-redis-lock 4.0")(cycle)
-    client.close()
-
-
-def test_cycle_ping(redis_server: Any, mark: Any) -> None:
-    client = redis_server.client()
-    mark(CYCLE, "floor", "bare PING (1 round trip)", goal=2.5)(client.ping)
-    client.close()
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    event_loop = asyncio.new_event_loop()
-    yield event_loop
-    event_loop.close()
-
-
-def test_async_cycle_ours(redis_server: Any, mark: Any, loop: asyncio.AbstractEventLoop) -> None:
+def test_async_cycle(redis_server: Any, compare: Any) -> None:
+    loop = asyncio.new_event_loop()
     backend = async_backend_from_url(redis_server.url)
     lock = AsyncRedisLock("abench", backend=backend, prefix="bench")
+    client = aredis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=1.0)
+    peer = client.lock("bench:aredis-py", timeout=10)
 
-    async def rounds() -> None:
-        for _ in range(BATCH):
-            lease = await lock.acquire()
-            await lease.release()
+    async def ours() -> None:
+        lease = await lock.acquire()
+        await lease.release()
 
-    loop.run_until_complete(rounds())
+    async def peer_cycle() -> None:
+        await peer.acquire()
+        await peer.release()
 
-    def run() -> None:
-        loop.run_until_complete(rounds())
+    async def ping() -> None:
+        await client.ping()
 
-    mark(ACYCLE, "ours", "dsprims AsyncRedisLock")(run)
+    compare(
+        ACYCLE,
+        [
+            Contender("ours", "dsprims AsyncRedisLock", ours),
+            Contender("peer", f"redis.asyncio {redis_py.__version__} Lock", peer_cycle, goal=1.0),
+            Contender("floor", "bare async PING (1 round trip)", ping, goal=2.5),
+        ],
+        loop=loop,
+    )
+    loop.run_until_complete(lock.settle())
     loop.run_until_complete(backend.aclose())
-
-
-def test_async_cycle_redis_py(
-    redis_server: Any, mark: Any, loop: asyncio.AbstractEventLoop
-) -> None:
-    client = aredis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=1.0)
-    lock = client.lock("bench:aredis-py", timeout=10)
-
-    async def rounds() -> None:
-        for _ in range(BATCH):
-            await lock.acquire()
-            await lock.release()
-
-    def run() -> None:
-        loop.run_until_complete(rounds())
-
-    mark(ACYCLE, "peer", f"redis.asyncio {redis_py.__version__} Lock", goal=1.0)(run)
     loop.run_until_complete(client.aclose())
-
-
-def test_async_cycle_ping(redis_server: Any, mark: Any, loop: asyncio.AbstractEventLoop) -> None:
-    client = aredis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=1.0)
-
-    async def rounds() -> None:
-        for _ in range(BATCH):
-            await client.ping()
-
-    def run() -> None:
-        loop.run_until_complete(rounds())
-
-    mark(ACYCLE, "floor", "bare async PING (1 round trip)", goal=2.5)(run)
-    loop.run_until_complete(client.aclose())
+    loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -139,24 +106,23 @@ def two_more(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisSer
             server.stop()
 
 
-def test_redlock_ours(redis_server: Any, two_more: list[RedisServerProcess], mark: Any) -> None:
+def test_redlock(redis_server: Any, two_more: list[RedisServerProcess], compare: Any) -> None:
     backends = [backend_from_url(s.url) for s in (redis_server, *two_more)]
     lock = Redlock("bench", backends=backends, prefix="bench")
-
-    def cycle() -> None:
-        lock.acquire().release()
-
-    cycle()
-    mark(REDLOCK, "ours", "dsprims Redlock (3 servers, parallel)")(cycle)
+    client = redis_server.client()
+    compare(
+        REDLOCK,
+        [
+            Contender(
+                "ours", "dsprims Redlock (3 servers, parallel)", lambda: lock.acquire().release()
+            ),
+            Contender("floor", "bare PING (1 round trip)", client.ping, goal=3.5),
+        ],
+    )
     lock.close()
+    client.close()
     for b in backends:
         b.close()
-
-
-def test_redlock_ping(redis_server: Any, mark: Any) -> None:
-    client = redis_server.client()
-    mark(REDLOCK, "floor", "bare PING (1 round trip)", goal=3.5)(client.ping)
-    client.close()
 
 
 def test_memory_ours(mark: Any) -> None:
