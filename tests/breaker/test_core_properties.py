@@ -77,16 +77,25 @@ def test_count_window_matches_naive(
             assert reason is None
 
 
+@example(  # metrics() expires the successes, then a success must still see the verdict
+    events=[(0, 0.0), (0, 0.0), (0, 0.0), (FAILURE, 1.0), (FAILURE, 0.0), (0, 1.05)],
+    observe=[False, False, False, False, False, True],
+    size=2.0,
+    minimum=1,
+)
 @given(
     events=st.lists(
         st.tuples(CODES, st.floats(min_value=0.0, max_value=3.0, allow_nan=False)), max_size=80
     ),
-    size=st.sampled_from([1.0, 5.0, 10.0, 60.0]),
+    observe=st.lists(st.booleans(), max_size=80),
+    size=st.sampled_from([1.0, 2.0, 5.0, 10.0, 60.0]),
     minimum=st.integers(1, 6),
 )
 def test_time_window_matches_naive(
-    events: list[tuple[int, float]], size: float, minimum: int
+    events: list[tuple[int, float]], observe: list[bool], size: float, minimum: int
 ) -> None:
+    # ``observe`` reads the totals (as metrics() does) before some outcomes: reading them
+    # expires old slices, and must never change a verdict.
     params = BreakerParams(
         window_type="time", window_size=size, minimum_calls=minimum, slow_call_duration=1.0
     )
@@ -95,8 +104,10 @@ def test_time_window_matches_naive(
     width = size / buckets
     now = 1000.0
     history: list[tuple[int, int]] = []  # (slice index, code)
-    for code, step in events:
+    for n, (code, step) in enumerate(events):
         now += step
+        if n < len(observe) and observe[n]:
+            w.counts(now)
         reason = w.record(code, now)
         idx = int(now // width)
         history.append((idx, code))
@@ -185,6 +196,12 @@ BREAKER_OPS = st.lists(
 @example(  # a success replacing a success while a failure sits further along the ring
     ops=["ok", "fail", "ok", "ok", "ok", "fail"], window_type="count", size=3, minimum=3
 )
+@example(  # metrics() (after every op) expires the successes; the next success must still trip
+    ops=["ok", "ok", "ok", "advance 1000", "fail", "fail", "advance 1050", "ok"],
+    window_type="time",
+    size=2,
+    minimum=1,
+)
 @given(
     ops=BREAKER_OPS,
     window_type=st.sampled_from(["count", "time"]),
@@ -243,3 +260,25 @@ def test_fast_paths_change_no_decision(
             ms.failed_calls,
             ms.generation,
         ), op
+
+
+@given(
+    size=st.sampled_from([1.0, 2.0, 3.0, 7.5, 10.0, 60.0, 3600.0, 1.1]),
+    start=st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False),
+    steps=st.lists(st.floats(min_value=0.0, max_value=5.0), max_size=20),
+)
+def test_time_window_fast_success_is_exactly_the_head_slice(
+    size: float, start: float, steps: list[float]
+) -> None:
+    # quiet_until is the first reading past the head slice (slices are t // width): a reading
+    # below it is in the head slice, the reading itself is not.
+    w = TimeWindow(BreakerParams(window_type="time", window_size=size, minimum_calls=1))
+    now = start
+    for step in [0.0, *steps]:
+        now += step
+        w.record(0, now)
+        head = now // w._width
+        end = w.quiet_until
+        assert end > now
+        assert end // w._width > head
+        assert math.nextafter(end, -math.inf) // w._width == head

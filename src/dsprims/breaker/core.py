@@ -554,7 +554,12 @@ class TimeWindow:
     The window is split into ``buckets`` slices (``max(10, min(100, ceil(window_size)))``); an
     outcome counts from when it is recorded until its slice is ``buckets`` slices old, that is
     for ``window_size`` seconds give or take one slice width (Resilience4j's partial
-    aggregation, with one-second buckets for windows of 10 to 100 seconds).
+    aggregation, with one-second buckets for windows of 10 to 100 seconds). Slice ``i`` holds
+    the readings ``t`` with ``t // width == i``.
+
+    Recording a success is one comparison in the common case: :attr:`quiet_until` caches the
+    first reading past the head slice while the last verdict still covers the window (see
+    there), and a success before it only adds to the head slice's counts.
     """
 
     __slots__ = (
@@ -565,6 +570,7 @@ class TimeWindow:
         "_buckets",
         "_hb",
         "_head",
+        "_head_end",
         "_minimum",
         "_params",
         "_predicate",
@@ -572,6 +578,7 @@ class TimeWindow:
         "calls",
         "consecutive",
         "failures",
+        "quiet_until",
         "slow",
         "slow_failures",
     )
@@ -594,6 +601,16 @@ class TimeWindow:
         self._head: int | None = None
         #: The head slice's bucket, ``_head % _buckets`` (kept so the hot path need not divide).
         self._hb = 0
+        #: The first reading past the head slice (computed once per slice, in ``_roll``).
+        self._head_end = -math.inf
+        #: A success recorded at a reading below this needs no verdict and expires nothing: it
+        #: adds one call to the head slice (bucket ``_hb``) and resets ``consecutive``, exactly
+        #: what :meth:`record` would do. Finite only while (a) the last change to the totals was
+        #: a :meth:`record` whose verdict was evaluated with the minimum met and found nothing,
+        #: or such successes after it (which only lower the rates), (b) no trip predicate is
+        #: set, and (c) nothing expired since; it is then the first reading past the head slice.
+        #: Otherwise -inf.
+        self.quiet_until = -math.inf
         self.calls = self.failures = self.slow = self.slow_failures = self.consecutive = 0
 
     def _roll(self, now: float) -> int:
@@ -602,6 +619,7 @@ class TimeWindow:
         if head is None:
             self._head = idx
             self._hb = idx % self._buckets
+            self._head_end = self._slice_end(idx)
             return idx
         if idx <= head:
             return head  # a clock that did not move (or a late reading) records in the head
@@ -616,23 +634,38 @@ class TimeWindow:
                 self._b_calls[b] = self._b_fail[b] = self._b_slow[b] = self._b_slow_fail[b] = 0
         self._head = idx
         self._hb = idx % n
+        self._head_end = self._slice_end(idx)
+        # Buckets may have expired: the rates moved without a verdict (counts() rolls too).
+        self.quiet_until = -math.inf
         return idx
+
+    def _slice_end(self, head: int) -> float:
+        # The first float reading t with t // width > head. Float floor division is monotonic
+        # in t (CPython computes the exact floor of the quotient), so every reading below it
+        # lies in slice head or earlier. (head + 1) * width is within an ulp or two of it;
+        # step to the exact boundary with the same operator the slices are defined by.
+        width = self._width
+        end = (head + 1) * width
+        while end // width > head:
+            end = math.nextafter(end, -math.inf)
+        while end // width <= head:
+            end = math.nextafter(end, math.inf)
+        return end
 
     def record(self, code: int, now: float) -> str | None:
         """Add one outcome at ``now``; return why the breaker must trip, or ``None``."""
-        idx = now // self._width
-        # Same slice as the last outcome (the common case): no bucket to expire.
-        same = idx == self._head
-        if not same:
+        if not code and now < self.quiet_until:
+            # A success in the head slice with the last verdict still standing: it only lowers
+            # the rates and expires nothing, so no threshold can be newly crossed.
+            self._b_calls[self._hb] += 1
+            self.calls += 1
+            self.consecutive = 0
+            return None
+        if now // self._width != self._head:
             self._roll(now)
         b = self._hb
         self._b_calls[b] += 1
         self.calls += 1
-        if not code and same and self.calls > self._minimum and self._predicate is None:
-            # A success with nothing expired and the minimum already met only lowers the
-            # rates, so no threshold can be newly crossed.
-            self.consecutive = 0
-            return None
         if code & FAILURE:
             self._b_fail[b] += 1
             self.failures += 1
@@ -646,8 +679,14 @@ class TimeWindow:
                 self._b_slow_fail[b] += 1
                 self.slow_failures += 1
         if not (self.failures or self.slow or self._predicate):
-            return None
-        return _verdict(self, self._params, self._minimum, self._predicate)
+            reason = None
+        else:
+            reason = _verdict(self, self._params, self._minimum, self._predicate)
+        if reason is None and self.calls >= self._minimum and self._predicate is None:
+            self.quiet_until = self._head_end
+        else:
+            self.quiet_until = -math.inf
+        return reason
 
     def counts(self, now: float) -> WindowCounts:
         """The totals as of ``now`` (expired buckets dropped first)."""
