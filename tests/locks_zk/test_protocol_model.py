@@ -6,6 +6,10 @@ watches fire on delete). Holders release, some waiters give up (delete their nod
 at most one holder at any time, grants in enrollment order among those that stayed, tokens
 strictly increasing in grant order, every waiter that stays is eventually granted, and no
 contender is ever woken by a node that is not its predecessor (no herd).
+
+The schedule also deletes the lock znode whenever it is empty (the idle cleanup, racing the
+contenders' enrollments); ZooKeeper then restarts the sequence numbers of the re-created znode
+at 0, while zxids keep growing, so the tokens must still increase.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from dsprims.locks.zookeeper_core import (
     Granted,
     ListContenders,
     Listing,
+    MakeParent,
     Outcome,
+    ParentExists,
+    ParentMissing,
     WatchPredecessor,
     acquire_protocol,
 )
@@ -38,9 +45,22 @@ class Model:
     seq: int = 0
     zxid: int = 100
     watches: dict[str, set[int]] = field(default_factory=dict)
+    parent: bool = True  # the lock znode exists
+    cleanups: int = 0
+
+    def make_parent(self) -> None:
+        assert not self.parent
+        self.parent, self.seq = True, 0  # a new znode: its sequence counter starts at 0
+
+    def cleanup(self) -> None:
+        """``delete(lock znode)``: fails with NotEmpty (a no-op here) unless it has no children."""
+        if self.parent and not self.nodes:
+            self.zxid += 1
+            self.parent = False
+            self.cleanups += 1
 
     def create(self, prefix: str) -> tuple[str, int, bool]:
-        self.zxid += 1
+        self.zxid += 1  # one zxid for the whole multi (with or without the parent's create)
         name = f"{prefix}{self.seq:010d}"
         self.seq += 1
         self.nodes[name] = self.zxid
@@ -65,7 +85,7 @@ class Contender:
     gave_up: bool = False
 
 
-def run(schedule: list[tuple[int, str]], count: int) -> None:
+def run(schedule: list[tuple[int, str]], count: int) -> Model:
     model = Model()
     people = [
         Contender(i, acquire_protocol(PARENT, f"owner{i:02d}", wait=True)) for i in range(count)
@@ -101,12 +121,24 @@ def run(schedule: list[tuple[int, str]], count: int) -> None:
             return
         action = person.action
         result: object = None
-        if isinstance(action, Enroll):
+        error: Exception | None = None
+        if isinstance(action, Enroll) and action.create_parent and model.parent:
+            error = ParentExists()
+        elif isinstance(action, Enroll) and not action.create_parent and not model.parent:
+            error = ParentMissing()
+        elif isinstance(action, Enroll):
+            if action.create_parent:
+                model.make_parent()
             name, czxid, alone = model.create(action.prefix)
             person.node, person.enrolled_at = name, len(enroll_order)
             enroll_order.append(person.ident)
             result = Enrolled(f"{PARENT}/{name}", czxid, alone)
+        elif isinstance(action, MakeParent):
+            if not model.parent:
+                model.make_parent()
         elif isinstance(action, ListContenders):
+            # A contender's own node keeps the lock znode alive, so it always exists here.
+            assert model.parent
             result = Listing(list(model.nodes))
         elif isinstance(action, WatchPredecessor):
             name = action.path.rsplit("/", 1)[1]
@@ -117,7 +149,7 @@ def run(schedule: list[tuple[int, str]], count: int) -> None:
         elif isinstance(action, AwaitChange) and not person.woken:
             return  # blocked
         try:
-            person.action = person.gen.send(result)
+            person.action = person.gen.throw(error) if error else person.gen.send(result)
         except StopIteration as stop:
             outcome = stop.value
             assert isinstance(outcome, Granted)
@@ -127,10 +159,14 @@ def run(schedule: list[tuple[int, str]], count: int) -> None:
             grants.append((person.ident, outcome.token))
 
     for ident, move in schedule:
-        step(people[ident % count], move)
+        if move == "cleanup":
+            model.cleanup()
+        else:
+            step(people[ident % count], move)
     for _ in range(50 * count):  # drain: everyone left must get the lock in turn
         for person in people:
             step(person, "release")
+            model.cleanup()  # the cleanup keeps racing the late enrollments
     assert all(p.done for p in people)
     stayed = [i for i in enroll_order if not people[i].gave_up]
     granted = [i for i, _ in grants]
@@ -139,10 +175,13 @@ def run(schedule: list[tuple[int, str]], count: int) -> None:
     assert tokens == sorted(tokens)
     assert len(set(tokens)) == len(tokens)
     assert model.nodes == {}
+    assert not model.parent  # the last cleanup removed the idle lock znode
+    return model
 
 
 moves = st.tuples(
-    st.integers(0, 7), st.sampled_from(["step", "step", "step", "release", "give_up"])
+    st.integers(0, 7),
+    st.sampled_from(["step", "step", "step", "release", "give_up", "cleanup"]),
 )
 
 
@@ -156,3 +195,28 @@ def test_protocol_keeps_mutual_exclusion_fifo_and_increasing_tokens(
 def test_a_fixed_contended_schedule() -> None:
     schedule = [(i % 3, "step") for i in range(30)] + [(0, "release"), (1, "give_up")]
     run(schedule, 3)
+
+
+def test_cleanup_races_enrollments_and_tokens_keep_growing() -> None:
+    schedule = [
+        (0, "step"),  # 0 enrolls alone: granted
+        (0, "release"),
+        (0, "cleanup"),  # the idle lock znode is deleted
+        (1, "step"),  # 1 finds it gone (ParentMissing) ...
+        (2, "step"),  # ... and so does 2
+        (1, "step"),  # 1 re-creates it with its node in one multi: granted
+        (2, "step"),  # 2's multi finds it re-created (ParentExists) ...
+        (2, "step"),  # ... and enrolls behind 1
+        (0, "cleanup"),  # NotEmpty: a no-op
+        (2, "step"),
+        (2, "step"),
+        (1, "release"),
+        (2, "step"),
+        (2, "step"),  # granted
+        (2, "release"),
+        (0, "cleanup"),  # deleted again
+        (3, "step"),
+        (3, "step"),  # 3 re-creates it: its sequence number restarts at 0, its token does not
+    ]
+    model = run(schedule, 4)
+    assert model.cleanups == 3

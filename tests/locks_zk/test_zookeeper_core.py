@@ -19,6 +19,7 @@ from dsprims.locks.zookeeper_core import (
     ListContenders,
     Listing,
     MakeParent,
+    ParentExists,
     ParentMissing,
     WatchPredecessor,
     acquire_protocol,
@@ -141,10 +142,38 @@ def test_a_node_of_an_ended_session_is_not_waited_behind() -> None:
     )
 
 
-def test_missing_parent_is_created_then_enrollment_retried() -> None:
+def test_missing_parent_is_recreated_in_the_enrolling_transaction() -> None:
     gen, _ = start()
+    prefix = contender_prefix(OWNER)
+    # The lock znode was deleted as idle: re-create it and enroll in one multi.
+    assert gen.throw(ParentMissing()) == Enroll(PARENT, prefix, create_parent=True)
+    # Someone re-created it first: enroll as usual.
+    assert gen.throw(ParentExists()) == Enroll(PARENT, prefix)
+    # It was deleted again meanwhile: back to creating it.
+    assert gen.throw(ParentMissing()) == Enroll(PARENT, prefix, create_parent=True)
+    # Even the prefix znode is missing: create the whole path, then enroll as usual.
     assert gen.throw(ParentMissing()) == MakeParent(PARENT)
-    assert gen.send(None) == Enroll(PARENT, contender_prefix(OWNER))
+    assert gen.send(None) == Enroll(PARENT, prefix)
+
+
+def test_a_grant_after_recreating_the_parent_carries_the_multi_zxid() -> None:
+    gen, _ = start()
+    gen.throw(ParentMissing())
+    with pytest.raises(StopIteration) as done:
+        gen.send(Enrolled(f"{PARENT}/{mine(0)}", 99, alone=True))
+    assert done.value.value == Granted(f"{PARENT}/{mine(0)}", 99)
+
+
+def test_parent_races_are_bounded() -> None:
+    gen, _ = start()
+
+    def race() -> None:
+        for _ in range(1000):
+            gen.throw(ParentMissing())
+            gen.throw(ParentExists())
+
+    with pytest.raises((ParentMissing, ContenderVanished)):
+        race()
 
 
 def test_a_vanished_node_is_enrolled_again_but_not_forever() -> None:

@@ -211,7 +211,9 @@ def test_create_whose_reply_died_with_the_connection_is_swept_on_reconnect(
     # kazoo issue #732: the create reaches the server but its reply is lost with the
     # connection; the session survives, so nothing would ever delete the node.
     backend = make_backend(session_timeout=3.0, timeout=0.3)
-    lock = ZooKeeperLock("lost-reply", backend=backend, prefix=key_prefix)
+    # No idle-znode cleanup here: a delete sent into the frozen connection would count as a
+    # ping for kazoo and postpone SUSPENDED by up to a read timeout, close to the 3 s session.
+    lock = ZooKeeperLock("lost-reply", backend=backend, prefix=key_prefix, cleanup_delay=None)
     lock.acquire().release()
     suspended = threading.Event()
     backend.add_listener(lambda state: suspended.set() if state == "SUSPENDED" else None)
@@ -278,7 +280,8 @@ def test_hostile_names_stay_under_the_prefix(
     zookeeper_backend: ZooKeeperBackend, key_prefix: str
 ) -> None:
     for name in ["../../zookeeper", "a/b", "x-lock-0000000001", "{}\n"]:
-        lock = ZooKeeperLock(name, backend=zookeeper_backend, prefix=key_prefix)
+        # cleanup_delay=None keeps the lock znodes, so they can be counted below.
+        lock = ZooKeeperLock(name, backend=zookeeper_backend, prefix=key_prefix, cleanup_delay=None)
         assert lock.path.startswith(f"/{key_prefix}/")
         lock.acquire().release()
     assert "zookeeper" in zookeeper_backend.request("get_children", "/")

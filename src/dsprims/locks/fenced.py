@@ -166,7 +166,8 @@ class FencedStore:
     Args:
         namespace: the store's name (any non-empty string; stays data).
         backend: a memory, Redis or ZooKeeper backend, or a URL (default: a new in-memory
-            backend).
+            backend). A backend made here from a URL belongs to the store: :meth:`close` (or
+            ``with FencedStore(...) as store:``) closes it; a passed-in backend is never closed.
         prefix: the key namespace on Redis (default ``"dsprims"``).
 
     Example:
@@ -182,14 +183,33 @@ class FencedStore:
         self.namespace = check_name(namespace, "namespace")
         prefix = check_prefix(prefix)
         self.backend = resolve_backend(backend)
+        #: Whether the backend was made here from a URL (then :meth:`close` closes it).
+        self.owns_backend = isinstance(backend, str)
+        self._closed = False
         kind = self.backend.kind
         self._impl: FenceImpl
-        if kind == "memory":
-            self._impl = _MemoryFence(self.namespace, _memory_store(self.backend), prefix)
-        elif kind == "redis":
-            self._impl = _RedisFence(self.namespace, self.backend, prefix)
-        else:
-            self._impl = _zookeeper_fence(self.namespace, self.backend, prefix)
+        try:
+            if kind == "memory":
+                self._impl = _MemoryFence(self.namespace, _memory_store(self.backend), prefix)
+            elif kind == "redis":
+                self._impl = _RedisFence(self.namespace, self.backend, prefix)
+            else:
+                self._impl = _zookeeper_fence(self.namespace, self.backend, prefix)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the backend if this store made it from a URL (idempotent; else a no-op)."""
+        if self.owns_backend and not self._closed:
+            self._closed = True
+            self.backend.close()
+
+    def __enter__(self) -> FencedStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def write(self, key: str, value: FencedValue, token: int) -> None:
         """Store ``value`` under ``key`` unless a higher token was already accepted.
@@ -247,6 +267,9 @@ class AsyncFencedStore:
         self.namespace = check_name(namespace, "namespace")
         prefix = check_prefix(prefix)
         self.backend = resolve_async_backend(backend)
+        #: Whether the backend was made here from a URL (then :meth:`aclose` closes it).
+        self.owns_backend = isinstance(backend, str)
+        self._closed = False
         kind = self.backend.kind
         self._impl: _AsyncRedisFence | _ThreadedFence | _AsyncMemoryFence
         if kind == "memory":
@@ -256,6 +279,23 @@ class AsyncFencedStore:
             self._impl = _AsyncRedisFence(self.namespace, self.backend, prefix)
         else:
             self._impl = _ThreadedFence(_zookeeper_fence(self.namespace, self.backend, prefix))
+
+    async def aclose(self) -> None:
+        """Close the backend if this store made it from a URL (idempotent; else a no-op)."""
+        if not self.owns_backend or self._closed:
+            return
+        self._closed = True
+        closer = getattr(self.backend, "aclose", None)
+        if closer is not None:
+            await closer()
+        elif hasattr(self.backend, "close"):  # a ZooKeeper backend: stopping kazoo blocks
+            await asyncio.to_thread(self.backend.close)
+
+    async def __aenter__(self) -> AsyncFencedStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def write(self, key: str, value: FencedValue, token: int) -> None:
         """See :meth:`FencedStore.write`."""

@@ -10,7 +10,8 @@ driver, so its ``*_async`` results are bridged to asyncio futures with
 
 Round trips: an uncontended ``acquire`` + ``release`` costs two (one ``multi`` that enrolls and
 reads the fencing token, one ``delete``); a contended acquire adds one ``getChildren`` and one
-``exists`` watch per change of predecessor.
+``exists`` watch per change of predecessor. The first acquire after the lock znode was deleted as
+idle adds one round trip (the failed ``multi``, then one that also re-creates the lock znode).
 
 Guarantees:
 
@@ -35,6 +36,15 @@ Guarantees:
   a ``create`` that was abandoned before its reply arrived is deleted when the reply comes, and
   one whose reply was lost with the connection is found by its owner id and deleted when the
   client reconnects (kazoo issue #732). Ephemeral nodes vanish with their session anyway.
+* No leaked lock znode: the lock znode (the parent of the contender nodes, one per lock name)
+  is deleted once this client has stopped using it for ``cleanup_delay`` seconds (default 1 s,
+  so a hot lock pays nothing; ``close()`` and interpreter exit delete pending ones at once).
+  The ``delete`` fails with ``NotEmpty`` while anyone holds or waits, so it never takes a
+  node from under a contender; a contender that finds the lock znode gone re-creates it and
+  enrolls in one transaction (see :mod:`dsprims.locks.zookeeper_core`). Tokens are zxids, so
+  they keep increasing across a deletion (the sequence suffix restarts at 0 but is never the
+  token). A lock znode whose last user died without deleting it (crashed, or killed before
+  ``cleanup_delay``) stays until the next lock cycle on that name.
 
 Failure modes: every request is bounded by the backend's ``timeout`` and raises
 :class:`~dsprims.BackendUnavailable` when the server does not answer in time (a *waiting*
@@ -50,8 +60,10 @@ noticed at the next heartbeat.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import math
 import secrets
 import threading
 import time
@@ -78,6 +90,7 @@ from dsprims.locks.zookeeper_core import (
     Listing,
     MakeParent,
     Outcome,
+    ParentExists,
     ParentMissing,
     WatchPredecessor,
     acquire_protocol,
@@ -103,18 +116,38 @@ logger = logging.getLogger(__name__)
 _DRIVER_ERRORS = (kexc.KazooException, OSError)
 #: How many times a waiting acquire re-sends a request that failed with the connection.
 _READ_RETRIES = 3
+#: Default seconds an unused lock znode is kept before this client deletes it.
+DEFAULT_CLEANUP_DELAY = 1.0
+#: At most this long is spent at interpreter exit deleting idle lock znodes.
+_EXIT_FLUSH_SECONDS = 2.0
 
 
-def _resolve(backend: object) -> ZooKeeperBackend:
+def _resolve(backend: object) -> tuple[ZooKeeperBackend, bool]:
+    """The backend, and whether it was made here from a URL (then the lock closes it)."""
     if isinstance(backend, str):
         from dsprims.backends.url import backend_from_url
 
-        backend = backend_from_url(backend)
+        made = backend_from_url(backend)
+        if not isinstance(made, ZooKeeperBackend):
+            made.close()
+            raise ConfigurationError(f"backend must be a zookeeper:// URL, got {backend!r}")
+        return made, True
     if not isinstance(backend, ZooKeeperBackend):
         raise ConfigurationError(
             f"backend must be a ZooKeeperBackend or a zookeeper:// URL, got {backend!r}"
         )
-    return backend
+    return backend, False
+
+
+def _check_cleanup_delay(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"cleanup_delay must be a number of seconds or None, got {value!r}")
+    delay = float(value)
+    if not math.isfinite(delay) or delay < 0:
+        raise ConfigurationError(f"cleanup_delay must be >= 0 and finite, got {value!r}")
+    return delay
 
 
 def _ignore_result(result: Any) -> None:
@@ -128,7 +161,7 @@ def _ignore_result(result: Any) -> None:
 class _Held:
     """A lease tracked by a :class:`_Session` (held weakly: see :meth:`_Session.track`)."""
 
-    __slots__ = ("clock", "drift", "path", "ref", "strict", "timeout")
+    __slots__ = ("cleanup_delay", "clock", "drift", "path", "ref", "strict", "timeout")
 
     def __init__(
         self,
@@ -138,6 +171,7 @@ class _Held:
         timeout: float,
         strict: bool,
         drift: float = 0.01,
+        cleanup_delay: float | None = None,
     ) -> None:
         self.ref = weakref.ref(lease)
         self.path = path
@@ -145,10 +179,11 @@ class _Held:
         self.timeout = timeout
         self.strict = strict
         self.drift = drift
+        self.cleanup_delay = cleanup_delay
 
 
 class _Session:
-    """What one kazoo client's locks share: a state listener, a heartbeat, a janitor.
+    """What one kazoo client's locks share: a state listener, a heartbeat, janitors.
 
     * Listener: ``LOST`` marks every tracked lease lost; ``SUSPENDED`` marks the strict ones;
       state changes wake waiting acquires so they re-check instead of sleeping on a dead watch.
@@ -157,6 +192,12 @@ class _Session:
       the lease deadline (:func:`confirm_deadline`), a missing node marks the lease lost.
     * Janitor: ``(lock znode, owner)`` pairs whose contender node may exist without anyone
       waiting for it; swept (children listed, matching nodes deleted) on every reconnect.
+    * Idle lock znodes: each lock znode counts the acquires and leases of this client that use
+      it; when the count drops to zero the znode is deleted after the lock's ``cleanup_delay``
+      (by the heartbeat thread, which lives while there are leases or pending deletions). The
+      ``delete`` fails with ``NotEmpty`` while anyone (of any client) holds or waits, which is
+      fine: that user deletes it later. A deletion that failed for a connection reason is
+      retried at the next reconnect.
     """
 
     def __init__(self, client: KazooClient) -> None:
@@ -165,7 +206,15 @@ class _Session:
         self._held: dict[int, _Held] = {}
         self._wakers: set[Callable[[], None]] = set()
         self._pending: set[tuple[str, str]] = set()
+        #: lock znode -> acquires and leases of this client using it.
+        self._active: dict[str, int] = {}
+        #: idle lock znode -> when to delete it (``time.monotonic()``; real time: this is I/O
+        #: scheduling, no lock decision depends on it).
+        self._idle: dict[str, float] = {}
+        #: idle lock znodes whose deletion failed with the connection (retried on reconnect).
+        self._undeleted: set[str] = set()
         self._kick = threading.Event()
+        self._beat_now = False
         self._thread: threading.Thread | None = None
         #: Incremented at every LOST; a grant that straddles one is lost on arrival.
         self.losses = 0
@@ -190,8 +239,10 @@ class _Session:
                 target=self._mark_lost, args=(doomed,), daemon=True, name="dsprims-zk-lost"
             ).start()
         if state == KazooState.CONNECTED:
+            self._beat_now = True
             self._kick.set()
             self.sweep()
+            self._retry_undeleted()
         for wake in wakers:
             wake()
 
@@ -226,15 +277,12 @@ class _Session:
         client = self._client()
         parent, _, name = held.path.rpartition("/")
         owner = name.split(NODE_MARK, 1)[0]
-        collected = weakref.finalize(lease, self._collected, key, held.path, parent, owner)
+        delay = held.cleanup_delay
+        collected = weakref.finalize(lease, self._collected, key, held.path, parent, owner, delay)
         with self._lock:
             self._held[key] = held
             straddled = self.losses != losses_before
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._heartbeat, daemon=True, name="dsprims-zk-heartbeat"
-                )
-                self._thread.start()
+            self._start_thread()
 
         def stop_watching() -> None:  # on release or loss (the lease's ``_cancel_renewal``)
             collected.detach()
@@ -244,6 +292,7 @@ class _Session:
                 # Lost is final: nobody may act on this lease any more, so free the lock for
                 # the next contender now (the node may outlive a local-deadline loss).
                 self.discard_node(held.path, parent, owner)
+            self.leave(parent, delay)  # after the node's delete was sent (or done)
 
         lease._renewal = stop_watching
         if straddled:
@@ -251,41 +300,66 @@ class _Session:
         elif held.strict and client is not None and client.state == KazooState.SUSPENDED:
             lease._mark_lost("the ZooKeeper connection was SUSPENDED at the grant")
 
-    def _collected(self, key: int, path: str, parent: str, owner: str) -> None:
+    def _collected(self, key: int, path: str, parent: str, owner: str, delay: float | None) -> None:
         self.untrack(key)
         self.discard_node(path, parent, owner)
+        self.leave(parent, delay)
 
     def untrack(self, key: int) -> None:
         with self._lock:
             self._held.pop(key, None)
 
+    def _start_thread(self) -> None:
+        # Called with self._lock held.
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._heartbeat, daemon=True, name="dsprims-zk-heartbeat"
+            )
+            self._thread.start()
+
     def _heartbeat(self) -> None:
+        next_beat = 0.0
         while True:
+            now = time.monotonic()
             with self._lock:
                 held = list(self._held.values())
-                if not held:
+                due = [parent for parent, at in self._idle.items() if at <= now]
+                for parent in due:
+                    del self._idle[parent]
+                next_due = min(self._idle.values(), default=None)
+                if not held and not due and next_due is None:
                     self._thread = None
                     return
+                beat, self._beat_now = self._beat_now or now >= next_beat, False
             client = self._client()
             if client is None:
                 return
-            connected = client.state == KazooState.CONNECTED
-            lease: LeaseBase | None = None
-            for item in held:
-                lease = item.ref()
-                # Reading ``lost`` fires on_lost once the local deadline has passed.
-                if lease is None or lease.lost or not connected:
-                    continue
-                sent = item.clock.monotonic()
-                try:
-                    result = client.exists_async(item.path)
-                except _DRIVER_ERRORS:
-                    break
-                result.rawlink(lambda r, item=item, sent=sent: self._confirmed(item, sent, r))
-            period = min(item.timeout for item in held) / 3.0
-            del client, held, lease
-            self._kick.wait(max(period, 0.02))
+            for parent in due:
+                self._delete_parent(client, parent)
+            if held and beat:
+                self._beat(client, held)
+                next_beat = now + min(item.timeout for item in held) / 3.0
+            waits = [next_beat - now] if held else []
+            if next_due is not None:
+                waits.append(next_due - now)
+            del client, held
+            self._kick.wait(max(min(waits, default=0.0), 0.02))
             self._kick.clear()
+
+    def _beat(self, client: KazooClient, held: list[_Held]) -> None:
+        if client.state != KazooState.CONNECTED:
+            return
+        for item in held:
+            lease = item.ref()
+            # Reading ``lost`` fires on_lost once the local deadline has passed.
+            if lease is None or lease.lost:
+                continue
+            sent = item.clock.monotonic()
+            try:
+                result = client.exists_async(item.path)
+            except _DRIVER_ERRORS:
+                return
+            result.rawlink(lambda r, item=item, sent=sent: self._confirmed(item, sent, r))
 
     @staticmethod
     def _confirmed(held: _Held, sent: float, result: Any) -> None:
@@ -308,6 +382,112 @@ class _Session:
             _ = lease.lost
         else:
             lease._set_deadline(deadline)
+
+    # -- idle lock znodes ----------------------------------------------------------------------
+
+    def enter(self, parent: str) -> None:
+        """An acquire of this client starts using the lock znode ``parent``."""
+        with self._lock:
+            self._active[parent] = self._active.get(parent, 0) + 1
+            self._idle.pop(parent, None)
+
+    def leave(self, parent: str, delay: float | None) -> None:
+        """An acquire or lease of this client stops using ``parent``.
+
+        The last one out schedules the deletion of the lock znode ``delay`` seconds later (at
+        once for ``0``; never for ``None``). Call it only after the request that removed this
+        user's contender node was *sent*: requests of one session run in order, so the delete
+        then finds the node gone.
+        """
+        with self._lock:
+            left = self._active.get(parent, 0) - 1
+            if left > 0:
+                self._active[parent] = left
+                return
+            self._active.pop(parent, None)
+            if delay is None:
+                return
+            if delay > 0:
+                self._idle[parent] = time.monotonic() + delay
+                if self._thread is None:
+                    self._start_thread()
+                return
+        client = self._client()
+        if client is not None:
+            self._delete_parent(client, parent)
+
+    def _delete_parent(self, client: KazooClient, parent: str) -> Any:
+        """Delete the lock znode if it has no children (fire and forget); the kazoo result."""
+        try:
+            result = client.delete_async(parent)
+        except _DRIVER_ERRORS:
+            with self._lock:
+                self._undeleted.add(parent)
+            return None
+        result.rawlink(lambda r: self._parent_deleted(r, parent))
+        return result
+
+    def _parent_deleted(self, result: Any, parent: str) -> None:
+        try:
+            result.get(block=False)
+        except (kexc.NotEmptyError, kexc.NoNodeError):
+            pass  # someone holds or waits (they delete it later), or it is already gone
+        except Exception:
+            with self._lock:
+                self._undeleted.add(parent)
+            return
+        with self._lock:
+            self._undeleted.discard(parent)
+
+    def _retry_undeleted(self) -> None:
+        with self._lock:
+            retry = [parent for parent in self._undeleted if parent not in self._active]
+            self._undeleted.clear()
+            for parent in retry:
+                self._idle.setdefault(parent, time.monotonic())
+            if retry:
+                self._start_thread()
+
+    def flush(self, parents: set[str] | None = None, timeout: float = 1.0) -> None:
+        """Delete the idle lock znodes now (those in ``parents``, or all) and wait for the answers.
+
+        Used by ``close()`` and at interpreter exit, so no lock znode outlives a short program.
+        """
+        client = self._client()
+        if client is None or client.state != KazooState.CONNECTED:
+            return  # what is pending stays pending (retried on reconnect)
+        with self._lock:
+            chosen = [
+                parent
+                for parent in (*self._idle, *self._undeleted)
+                if (parents is None or parent in parents) and parent not in self._active
+            ]
+            for parent in chosen:
+                self._idle.pop(parent, None)
+                self._undeleted.discard(parent)
+        if not chosen:
+            return
+        results = [self._delete_parent(client, parent) for parent in chosen]
+        until = time.monotonic() + timeout
+        for result in results:
+            if result is not None:
+                with contextlib.suppress(Exception):
+                    result.wait(max(until - time.monotonic(), 0.0))
+
+    def lose_all(self, reason: str) -> None:
+        """Mark every lease of this client lost (before its client is closed on purpose).
+
+        Marking comes first: each lost lease then deletes its node and leaves its lock znode,
+        so no other client can be granted the lock while a lease here still looks held.
+        """
+        with self._lock:
+            held = list(self._held.values())
+        self._mark_lost([(item, reason) for item in held])
+
+    def idle(self) -> set[str]:
+        """Lock znodes waiting for their deletion (for tests and metrics)."""
+        with self._lock:
+            return set(self._idle) | set(self._undeleted)
 
     # -- janitor -----------------------------------------------------------------------------
 
@@ -405,30 +585,58 @@ def _session_for(client: KazooClient) -> _Session:
         return session
 
 
+@atexit.register
+def _flush_at_exit() -> None:
+    """Delete the idle lock znodes still waiting for their ``cleanup_delay`` (bounded wait)."""
+    with _SESSIONS_LOCK:
+        sessions = list(_SESSIONS.values())
+    until = time.monotonic() + _EXIT_FLUSH_SECONDS
+    for session in sessions:
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        with contextlib.suppress(Exception):
+            session.flush(timeout=left)
+
+
 def _created_path(value: Any) -> str | None:
-    if isinstance(value, list) and value and isinstance(value[0], str):
-        return value[0]
+    """The contender node created by an enrollment ``multi`` (or a plain create), if any.
+
+    An enrollment answers ``[create parent?, create, setData]``: the contender node is the
+    last path (the first one is the lock znode itself when the multi re-created it).
+    """
+    if isinstance(value, list):
+        paths = [item for item in value if isinstance(item, str)]
+        if paths and len(paths) == len(value) - 1:
+            return paths[-1]
+        return None
     if isinstance(value, str):
         return value
     return None
 
 
 def _enrolled(results: Any) -> Enrolled:
-    """Decode the ``[create, setData]`` results of an :class:`Enroll` multi."""
+    """Decode the ``[create parent?, create, setData]`` results of an :class:`Enroll` multi."""
     if (
         isinstance(results, list)
-        and len(results) == 2
-        and isinstance(results[0], str)
-        and isinstance(results[1], ZnodeStat)
+        and len(results) in (2, 3)
+        and all(isinstance(r, str) for r in results[:-1])
+        and isinstance(results[-1], ZnodeStat)
     ):
-        stat = results[1]
+        stat = results[-1]
         # Same transaction, same zxid: the parent's mzxid is the new node's czxid.
-        return Enrolled(results[0], int(stat.mzxid), int(stat.numChildren) == 1)
+        return Enrolled(results[-2], int(stat.mzxid), int(stat.numChildren) == 1)
     errors = (
         [r for r in results if isinstance(r, BaseException)] if isinstance(results, list) else []
     )
     if any(isinstance(err, kexc.NoNodeError) for err in errors):
         raise ParentMissing
+    if (
+        isinstance(results, list)
+        and len(results) == 3
+        and isinstance(results[0], kexc.NodeExistsError)
+    ):
+        raise ParentExists
     cause = next(
         (e for e in errors if not isinstance(e, kexc.RolledBackError | kexc.RuntimeInconsistency)),
         None,
@@ -479,17 +687,11 @@ class _ZooKeeperLockBase:
         on_lost: OnLost | None = None,
         clock: Clock = SYSTEM_CLOCK,
         clock_drift: float = 0.01,
+        cleanup_delay: float | None = DEFAULT_CLEANUP_DELAY,
     ) -> None:
         self.name = check_name(name, "name")
-        self._backend = _resolve(backend)
-        self._parent = self._backend.path(prefix, name)
-        self.prefix = prefix
-        self.session_timeout: float
-        requested = float(self._backend.client._session_timeout) / 1000.0
-        if session_timeout is None:
-            self.session_timeout = requested
-        else:
-            self.session_timeout = min(check_ttl(session_timeout, "session_timeout"), requested)
+        if session_timeout is not None:
+            check_ttl(session_timeout, "session_timeout")
         if not isinstance(suspended_is_lost, bool):
             raise TypeError("suspended_is_lost must be a bool")
         if on_lost is not None and not callable(on_lost):
@@ -497,6 +699,24 @@ class _ZooKeeperLockBase:
         drift = check_timeout(clock_drift, "clock_drift")
         if drift is None or drift >= 0.5:
             raise ConfigurationError(f"clock_drift must be in [0, 0.5), got {clock_drift!r}")
+        self.cleanup_delay = _check_cleanup_delay(cleanup_delay)
+        # Everything is validated before a client is made from a URL, so a bad argument leaks
+        # no connection.
+        self._backend, self._owns_backend = _resolve(backend)
+        self._closed = False
+        try:
+            self._parent = self._backend.path(prefix, name)
+        except BaseException:
+            if self._owns_backend:
+                self._backend.close()
+            raise
+        self.prefix = prefix
+        self.session_timeout: float
+        requested = float(self._backend.client._session_timeout) / 1000.0
+        if session_timeout is None:
+            self.session_timeout = requested
+        else:
+            self.session_timeout = min(float(session_timeout), requested)
         self.suspended_is_lost = suspended_is_lost
         self.on_lost = on_lost
         self.clock = clock
@@ -507,6 +727,30 @@ class _ZooKeeperLockBase:
     def backend(self) -> ZooKeeperBackend:
         """The backend this lock runs on."""
         return self._backend
+
+    @property
+    def owns_backend(self) -> bool:
+        """Whether this lock made its backend from a URL (then :meth:`close` closes it)."""
+        return self._owns_backend
+
+    def close(self) -> None:
+        """Delete this lock's znode if it is idle, and close the client if this lock made it.
+
+        A backend made from a URL by this lock is stopped and closed: its session ends, so
+        leases still held through it become lost (their nodes go with the session) and later
+        acquires raise :class:`~dsprims.BackendUnavailable`. A backend that was passed in is
+        never closed (its owner closes it). The lock znode, if no one uses it, is deleted now
+        instead of after ``cleanup_delay``. Calling ``close()`` again does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_backend:
+            self._session.lose_all("the lock was closed (close() ends its ZooKeeper session)")
+            self._session.flush(None, timeout=self._backend.timeout)
+            self._backend.close()
+        else:
+            self._session.flush({self._parent}, timeout=self._backend.timeout)
 
     @property
     def path(self) -> str:
@@ -602,7 +846,7 @@ class _ZooKeeperLockBase:
         attempt.confirmed = sent
         try:
             result = decode(raw)
-        except ParentMissing as exc:
+        except (ParentMissing, ParentExists) as exc:
             return None, exc
         if isinstance(result, Enrolled):
             attempt.node = result.path
@@ -618,6 +862,8 @@ class _ZooKeeperLockBase:
         try:
             if isinstance(action, Enroll):
                 tx = client.transaction()
+                if action.create_parent:
+                    tx.create(action.parent, b"", acl=backend.acl)
                 tx.create(
                     f"{action.parent}/{action.prefix}",
                     b"",
@@ -658,6 +904,7 @@ class _ZooKeeperLockBase:
             self.session_timeout,
             self.suspended_is_lost,
             self.clock_drift,
+            self.cleanup_delay,
         )
         self._session.track(held, losses_before)
 
@@ -674,6 +921,17 @@ class _ZooKeeperLockBase:
 
 def _none(_: Any) -> None:
     return None
+
+
+def _vanished(action: Action, exc: BaseException) -> Any:
+    """The raw reply for a request that found its znode missing (``NoNode``).
+
+    Only a listing can meet it: the lock znode was deleted as idle after this contender's own
+    node had gone (its session ended), so the listing is empty and the protocol enrolls again.
+    """
+    if isinstance(action, ListContenders):
+        return []
+    raise translate_zookeeper_error(exc) from exc
 
 
 def _exists(stat: Any) -> bool:
@@ -707,9 +965,16 @@ class ZooKeeperLock(_ZooKeeperLockBase):
         on_lost: ``on_lost(lease)`` called once when a lease is found lost.
         clock: the monotonic clock for lease deadlines and acquire timeouts.
         clock_drift: fraction of the session timeout subtracted from every deadline.
+        cleanup_delay: seconds the lock znode may stay unused by this client before the client
+            deletes it (default 1.0; ``0``: right after the release; ``None``: keep it). The
+            delete succeeds only when no one holds or waits; see the module docstring.
+
+    A lock made from a URL owns its client: call :meth:`close` (or use
+    ``contextlib.closing(lock)``) when done. ``with lock as lease:`` acquires and releases.
 
     Raises:
-        ConfigurationError: bad parameters (empty name, non-ZooKeeper backend, bad timeout).
+        ConfigurationError: bad parameters (empty name, non-ZooKeeper backend, bad timeout,
+            negative or non-finite ``cleanup_delay``).
     """
 
     def acquire(self, timeout: float | None = None) -> Lease:
@@ -735,6 +1000,17 @@ class ZooKeeperLock(_ZooKeeperLockBase):
 
     def _run(self, *, wait: bool, timeout: object) -> Lease | None:
         deadline = self._deadline(timeout)
+        self._session.enter(self._parent)
+        try:
+            lease = self._attempt(wait, deadline, timeout)
+        except BaseException:
+            self._session.leave(self._parent, self.cleanup_delay)
+            raise
+        if lease is None:
+            self._session.leave(self._parent, self.cleanup_delay)
+        return lease  # the lease leaves when it is released, lost or collected
+
+    def _attempt(self, wait: bool, deadline: float | None, timeout: object) -> Lease | None:
         backend = self._backend
         attempt = _Attempt(self._parent, self._session, wait=wait)
         wake = threading.Event()
@@ -776,7 +1052,10 @@ class ZooKeeperLock(_ZooKeeperLockBase):
                     request = None
                     try:
                         request, decode = self._start(attempt, action, arm)
-                        raw = backend.wait(request)
+                        raw = backend.wait(request, expected=(kexc.NoNodeError,))
+                        break
+                    except kexc.NoNodeError as exc:
+                        raw = _vanished(action, exc)
                         break
                     except BaseException as exc:
                         attempt, action = self._request_failed(
@@ -850,7 +1129,12 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
 
     ``acquire`` is cancellation-safe: cancelling it (``asyncio.wait_for``, a task cancel) at any
     point removes its contender node, also when the ``create`` reply is still in flight.
+    A lock made from a URL owns its client: ``await lock.aclose()`` when done.
     """
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop (stopping a kazoo client blocks)."""
+        await asyncio.to_thread(self.close)
 
     async def acquire(self, timeout: float | None = None) -> AsyncLease:  # noqa: ASYNC109
         """See :meth:`ZooKeeperLock.acquire`."""
@@ -863,12 +1147,17 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
         """See :meth:`ZooKeeperLock.try_acquire`."""
         return await self._run(wait=False, timeout=None)
 
-    async def _await(self, request: Any) -> Any:
-        """Wait for a kazoo result from asyncio, bounded by the backend timeout."""
+    async def _await(self, request: Any, expected: tuple[type[BaseException], ...] = ()) -> Any:
+        """Wait for a kazoo result from asyncio, bounded by the backend timeout.
+
+        Exceptions listed in ``expected`` propagate unchanged; others are translated.
+        """
         future = _bridge(request, asyncio.get_running_loop())
         try:
             async with asyncio.timeout(self._backend.timeout):
                 return await future
+        except expected:
+            raise
         except TimeoutError as exc:
             raise translate_zookeeper_error(exc) from exc
         except _DRIVER_ERRORS as exc:
@@ -876,6 +1165,22 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
 
     async def _run(self, *, wait: bool, timeout: object) -> AsyncLease | None:  # noqa: ASYNC109
         deadline = self._deadline(timeout)
+        self._session.enter(self._parent)
+        try:
+            lease = await self._attempt(wait, deadline, timeout)
+        except BaseException:  # also a cancellation
+            self._session.leave(self._parent, self.cleanup_delay)
+            raise
+        if lease is None:
+            self._session.leave(self._parent, self.cleanup_delay)
+        return lease  # the lease leaves when it is released, lost or collected
+
+    async def _attempt(
+        self,
+        wait: bool,
+        deadline: float | None,
+        timeout: object,  # noqa: ASYNC109
+    ) -> AsyncLease | None:
         loop = asyncio.get_running_loop()
         attempt = _Attempt(self._parent, self._session, wait=wait)
         wake = asyncio.Event()
@@ -926,7 +1231,10 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
                     request = None
                     try:
                         request, decode = self._start(attempt, action, arm)
-                        raw = await self._await(request)
+                        raw = await self._await(request, expected=(kexc.NoNodeError,))
+                        break
+                    except kexc.NoNodeError as exc:
+                        raw = _vanished(action, exc)
                         break
                     except BaseException as exc:
                         attempt, action = self._request_failed(
@@ -960,7 +1268,7 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
             return
         try:
             self._backend.check_connected()
-            await self._await(self._backend.client.delete_async(node))
+            await self._await(self._backend.client.delete_async(node), expected=(kexc.NoNodeError,))
         except kexc.NoNodeError:
             pass
         except BaseException:
@@ -974,7 +1282,9 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
         """Delete the contender node (driver hook; call ``await lease.release()`` instead)."""
         self._backend.check_connected()
         try:
-            await self._await(self._backend.client.delete_async(lease.owner))
+            await self._await(
+                self._backend.client.delete_async(lease.owner), expected=(kexc.NoNodeError,)
+            )
         except kexc.NoNodeError:
             raise _lost_node(lease) from None
 

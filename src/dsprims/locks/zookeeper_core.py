@@ -21,6 +21,13 @@ carries a larger token, even when the lock znode was deleted and re-created and 
 suffix restarted at 0 (that is why the suffix alone is never the token). Sequence order and
 ``czxid`` order agree inside one lock znode, because the leader assigns both in one total order.
 
+Idle lock znodes are deleted (see :mod:`dsprims.locks.zookeeper`): a ``delete`` of the lock
+znode succeeds only when it has no children, so it can never remove a waiter's or a holder's
+node. A contender that finds the lock znode gone (``NoNode``) re-creates it *together with* its
+contender node in one ``multi`` (:class:`Enroll` with ``create_parent``), which leaves no window
+for a cleanup between the two; if someone else re-created it first (``NodeExists``) it enrolls
+as usual. Tokens are unaffected: they are zxids, not anything stored in the lock znode.
+
 This module is pure: the acquire protocol is a generator (:func:`acquire_protocol`) that yields
 actions (:class:`Enroll`, :class:`MakeParent`, :class:`ListContenders`,
 :class:`WatchPredecessor`, :class:`AwaitChange`) and receives their results; the thread driver
@@ -48,6 +55,7 @@ __all__ = [
     "Listing",
     "MakeParent",
     "Outcome",
+    "ParentExists",
     "ParentMissing",
     "Position",
     "WatchPredecessor",
@@ -64,9 +72,12 @@ __all__ = [
 NODE_MARK: Final = "-lock-"
 #: ZooKeeper appends a 10-digit (signed 32-bit, zero-padded) counter to sequential nodes.
 _SEQUENCE_DIGITS: Final = 10
-#: How many times a vanished contender node (session expired while waiting) is re-enrolled, and
-#: how many times a missing lock znode is re-created, before the driver's error is raised.
+#: How many times a vanished contender node (session expired while waiting) is re-enrolled
+#: before :class:`ContenderVanished` is raised.
 _MAX_RESTARTS: Final = 16
+#: How many times an enrollment may race the deletion or re-creation of an idle lock znode (each
+#: race means another client completed a whole lock cycle meanwhile, so the system progresses).
+_MAX_PARENT_RACES: Final = 64
 
 
 def contender_prefix(owner: str) -> str:
@@ -178,12 +189,17 @@ def session_effect(state: str, *, suspended_is_lost: bool) -> tuple[LeaseEffect,
 class Enroll:
     """Create the contender node ``<parent>/<prefix><seq>`` and touch ``parent`` in one multi.
 
-    Result: :class:`Enrolled`. The driver throws :class:`ParentMissing` when ``parent`` does not
-    exist.
+    With ``create_parent`` the same multi first creates ``parent`` itself (it was found
+    missing: an idle lock znode is deleted by its last user).
+
+    Result: :class:`Enrolled`. The driver throws :class:`ParentMissing` when ``parent`` (or,
+    with ``create_parent``, its parent) does not exist, and :class:`ParentExists` when
+    ``create_parent`` was set but someone else created ``parent`` first.
     """
 
     parent: str
     prefix: str
+    create_parent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +266,10 @@ class ParentMissing(Exception):
     """Thrown into the protocol by a driver when the lock znode does not exist."""
 
 
+class ParentExists(Exception):
+    """Thrown into the protocol when an ``Enroll(create_parent=True)`` found the lock znode."""
+
+
 class ContenderVanished(Exception):
     """Raised by the protocol when its contender node kept disappearing (sessions expiring)."""
 
@@ -288,15 +308,28 @@ def acquire_protocol(parent: str, owner: str, *, wait: bool) -> Generator[Action
         protocol ends any other way (its deadline, a cancellation, an error).
     """
     prefix = contender_prefix(owner)
-    restarts = 0
+    restarts = races = 0
+    create_parent = False
     while True:
         try:
-            enrolled = yield Enroll(parent, prefix)
+            enrolled = yield Enroll(parent, prefix, create_parent)
         except ParentMissing:
-            restarts += 1
-            if restarts > _MAX_RESTARTS:
+            races += 1
+            if races > _MAX_PARENT_RACES:
                 raise
-            yield MakeParent(parent)
+            if create_parent:
+                # Even the lock znode's parent (the prefix) is missing: create the whole path,
+                # then enroll as usual (a cleanup in between sends us back here, harmlessly).
+                yield MakeParent(parent)
+                create_parent = False
+            else:
+                create_parent = True  # re-create it and enroll in one transaction
+            continue
+        except ParentExists:
+            races += 1
+            if races > _MAX_PARENT_RACES:
+                raise ContenderVanished("the lock znode kept being created and deleted") from None
+            create_parent = False  # another contender re-created it first: just enroll
             continue
         assert isinstance(enrolled, Enrolled)
         if enrolled.alone:
