@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,16 @@ def finish(proc: subprocess.Popen[str]) -> None:
         proc.wait(10)
 
 
+def _wait_for(predicate: Any, timeout: float = 15.0) -> bool:
+    """Poll ``predicate`` (a correctness bound only)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
 def tell(proc: subprocess.Popen[str]) -> None:
     assert proc.stdin is not None
     proc.stdin.write("go\n")
@@ -102,6 +114,62 @@ def test_paused_holder_loses_and_its_stale_write_is_rejected(
         finish(child)
         if store_backend is not None:
             store_backend.close()
+
+
+def _requests_from(port: int, session_id: int) -> int:
+    """How many packets the server received on the connection of ``session_id`` (4lw ``cons``)."""
+    for row in _send(port, b"cons", timeout=2.0).decode().splitlines():
+        if f"sid=0x{session_id:x}," in row:
+            found = re.search(r"recved=(\d+)", row)
+            assert found is not None, row
+            return int(found.group(1))
+    raise AssertionError(f"no connection of session 0x{session_id:x} in cons")
+
+
+def test_a_killed_holder_is_noticed_within_the_session_timeout_without_polling(
+    zookeeper_server: ZooKeeperServerProcess, make_backend: MakeBackend, key_prefix: str
+) -> None:
+    """SIGKILL a holder (no release, no goodbye): its session expires after the session
+    timeout, its ephemeral node goes, and the waiter watching it is woken by that (no polling).
+    """
+    holder_session = 2.0
+    child = spawn(
+        "hold", f"{zookeeper_server.url}?session_timeout={holder_session}", key_prefix, "zk"
+    )
+    try:
+        held, token = line(child).split()
+        assert held == "HELD"
+        backend = make_backend(session_timeout=4.0)
+        lock = ZooKeeperLock("paused", backend=backend, prefix=key_prefix)
+        granted: list[tuple[float, Any]] = []
+
+        def wait_for_the_lock() -> None:
+            lease = lock.acquire(timeout=60)
+            granted.append((time.monotonic(), lease))
+
+        waiter = threading.Thread(target=wait_for_the_lock)
+        waiter.start()
+        assert _wait_for(lambda: len(children(backend, lock.path)) == 2)
+        session_id = backend.client.client_id[0]
+        before = _requests_from(zookeeper_server.port, session_id)
+        killed_at = time.monotonic()
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        waiter.join(60)
+        assert granted, "the waiter was never granted the lock"
+        at, lease = granted[0]
+        # A generous correctness bound: the session timeout plus the server's expiry tick and
+        # scheduling noise (the server expires sessions in ticks of tickTime).
+        assert at - killed_at <= holder_session + 4.0
+        assert lease.token > int(token)
+        sent = _requests_from(zookeeper_server.port, session_id) - before
+        # Waiting sent nothing but kazoo's pings (one per ~1.3 s for a 4 s session), the
+        # listing after the watch fired, and this check's own reads; a 100 ms poller would
+        # have sent ~10 per second.
+        assert sent <= 6 + 2 * (time.monotonic() - killed_at)
+        lease.release()
+    finally:
+        finish(child)
 
 
 def test_tokens_keep_increasing_across_a_kill_and_restart(

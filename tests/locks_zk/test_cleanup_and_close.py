@@ -318,3 +318,23 @@ def test_an_abandoned_enrollment_is_found_by_its_contender_path() -> None:
     assert _created_path([NodeExistsError(), RolledBackError(), RolledBackError()]) is None
     assert _created_path("/p/l/o-lock-0000000002") == "/p/l/o-lock-0000000002"
     assert _created_path(None) is None
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_release_of_a_lease_whose_node_vanished_raises_lock_lost(
+    zookeeper_backend: ZooKeeperBackend, key_prefix: str, asynchronous: bool
+) -> None:
+    if asynchronous:
+        alock = AsyncZooKeeperLock("gone", backend=zookeeper_backend, prefix=key_prefix)
+        alease = await alock.acquire(timeout=5)
+        zookeeper_backend.request("delete", alease.owner)  # an operator deleted it by hand
+        with pytest.raises(LockLost):
+            await alease.release()
+        assert alease.lost
+    else:
+        lock = ZooKeeperLock("gone", backend=zookeeper_backend, prefix=key_prefix)
+        lease = lock.acquire(timeout=5)
+        zookeeper_backend.request("delete", lease.owner)
+        with pytest.raises(LockLost):
+            lease.release()
+        assert lease.lost
