@@ -4,7 +4,10 @@ Goals (issue 4), read as the largest acceptable ``ours / this`` ratio:
 
 * memory ``try_acquire`` (thread-safe) at least 4x faster than the fastest peer's in-memory
   decision: goal 0.25 on each peer row. The first group is traffic below the limit (the
-  common case); the "draining" group makes every decision different;
+  common case); the "draining" group makes every decision different. Both run interleaved
+  (``compare``) and carry a floor row without a goal: the lock, the clock read, one dict entry
+  and the decision tuple alone, i.e. what any thread-safe decision returning a
+  ``RateLimitDecision`` costs before doing any work;
 * the exact sliding log costs the same with 100 and with 100 000 live entries (two groups;
   compare the two "ours" rows), and beats limits' moving window, which grows with them;
 * Redis ``try_acquire`` (sync and asyncio, composite too) <= 1.2x a bare EVALSHA of the same
@@ -16,6 +19,7 @@ Goals (issue 4), read as the largest acceptable ``ours / this`` ratio:
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from typing import Any
@@ -26,9 +30,12 @@ from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
 from throttled import Throttled, rate_limiter
 from throttled import store as throttled_store
 
+from benchmarks.conftest import Contender
 from dsprims import (
     AsyncTokenBucket,
     CompositeLimiter,
+    RateLimitDecision,
+    SlidingWindowCounter,
     SlidingWindowLog,
     TokenBucket,
     async_backend_from_url,
@@ -40,55 +47,100 @@ from dsprims.ratelimit.limiters import SCRIPT
 BIG = 10**9  # limits high enough that every benchmarked call is admitted
 
 # -- memory ------------------------------------------------------------------------------------
+# The goal groups run interleaved (compare): every contender is a zero-argument lambda over a
+# pre-bound method, so each pays the same call overhead.
 
 MEM = "ratelimit: memory try_acquire (admitted)"
 
 
-def test_memory_ours(mark: Any) -> None:
+def _decision_floor() -> Any:
+    """What any thread-safe in-memory decision returning a RateLimitDecision must do, alone.
+
+    Take and release the re-entrant lock, read the clock, read and write one dict entry, build
+    the decision: no validation, no arithmetic.
+    """
+    lock = threading.RLock()
+    acquire, release = lock.acquire, lock.release
+    mono = time.monotonic
+    table: dict[str, list[Any]] = {"user-1": [0, 0.0, None]}
+    make = tuple.__new__
+
+    def floor() -> RateLimitDecision:
+        acquire()
+        try:
+            t = mono()
+            entry = table["user-1"]
+            entry[1] = t
+            return make(RateLimitDecision, (True, 1, 0.0, t, 1, False))  # type: ignore[no-any-return]
+        finally:
+            release()
+
+    return floor
+
+
+def test_memory(compare: Any) -> None:
     bucket = TokenBucket(1e6, BIG)
-    bucket.try_acquire("user-1")
-    mark(MEM, "ours", "dsprims TokenBucket (GCRA)")(bucket.try_acquire, "user-1")
+    ours = bucket.try_acquire
+    ours("user-1")
+    fixed = strategies.FixedWindowRateLimiter(storage.MemoryStorage()).hit
+    sliding = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage()).hit
+    item = RateLimitItemPerSecond(BIG)
+    quota = rate_limiter.per_sec(BIG, burst=BIG)
+    gcra = Throttled(using="gcra", quota=quota, store=throttled_store.MemoryStore()).limit
+    tb = Throttled(using="token_bucket", quota=quota, store=throttled_store.MemoryStore()).limit
+    pyrate = Limiter(InMemoryBucket([Rate(BIG, Duration.SECOND)])).try_acquire
+    compare(
+        MEM,
+        [
+            Contender("ours", "dsprims TokenBucket (GCRA)", lambda: ours("user-1")),
+            Contender("peer", "limits fixed window", lambda: fixed(item, "user-1"), 0.25),
+            Contender(
+                "peer", "limits sliding window counter", lambda: sliding(item, "user-1"), 0.25
+            ),
+            Contender("peer", "throttled-py gcra", lambda: gcra("user-1"), 0.25),
+            Contender("peer", "throttled-py token_bucket", lambda: tb("user-1"), 0.25),
+            Contender("peer", "pyrate-limiter in-memory", lambda: pyrate("user-1", 1, False), 0.25),
+            Contender(
+                "floor", "RLock + clock + dict entry + RateLimitDecision alone", _decision_floor()
+            ),
+        ],
+    )
 
 
 DRAIN = "ratelimit: memory try_acquire, draining bucket (no two decisions alike)"
 
 
-def test_memory_draining_ours(mark: Any) -> None:
+def test_memory_draining(compare: Any) -> None:
     bucket = TokenBucket(1, BIG)  # every call takes a token: remaining changes every time
-    bucket.try_acquire("user-1")
-    mark(DRAIN, "ours", "dsprims TokenBucket (GCRA)")(bucket.try_acquire, "user-1")
-
-
-def test_memory_draining_limits(mark: Any) -> None:
-    limiter = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
+    ours = bucket.try_acquire
+    ours("user-1")
+    fixed = strategies.FixedWindowRateLimiter(storage.MemoryStorage()).hit
     item = RateLimitItemPerHour(BIG)
-    mark(DRAIN, "peer", "limits fixed window", goal=0.25)(limiter.hit, item, "user-1")
-
-
-def test_memory_limits_fixed_window(mark: Any) -> None:
-    limiter = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
-    item = RateLimitItemPerSecond(BIG)
-    mark(MEM, "peer", "limits fixed window", goal=0.25)(limiter.hit, item, "user-1")
-
-
-def test_memory_limits_sliding_counter(mark: Any) -> None:
-    limiter = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
-    item = RateLimitItemPerSecond(BIG)
-    mark(MEM, "peer", "limits sliding window counter", goal=0.25)(limiter.hit, item, "user-1")
-
-
-@pytest.mark.parametrize("using", ["gcra", "token_bucket"])
-def test_memory_throttled(mark: Any, using: str) -> None:
-    throttle = Throttled(
-        using=using, quota=rate_limiter.per_sec(BIG, burst=BIG), store=throttled_store.MemoryStore()
+    compare(
+        DRAIN,
+        [
+            Contender("ours", "dsprims TokenBucket (GCRA)", lambda: ours("user-1")),
+            Contender("peer", "limits fixed window", lambda: fixed(item, "user-1"), 0.25),
+            Contender(
+                "floor", "RLock + clock + dict entry + RateLimitDecision alone", _decision_floor()
+            ),
+        ],
     )
-    mark(MEM, "peer", f"throttled-py {using}", goal=0.25)(throttle.limit, "user-1")
 
 
-def test_memory_pyrate(mark: Any) -> None:
-    limiter = Limiter(InMemoryBucket([Rate(BIG, Duration.SECOND)]))
-    mark(MEM, "peer", "pyrate-limiter in-memory", goal=0.25)(
-        limiter.try_acquire, "user-1", 1, False
+def test_memory_sliding_counter(compare: Any) -> None:
+    counter = SlidingWindowCounter(BIG, 1.0)
+    ours = counter.try_acquire
+    ours("user-1")
+    sliding = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage()).hit
+    item = RateLimitItemPerSecond(BIG)
+    compare(
+        "ratelimit: memory sliding-window counter try_acquire",
+        [
+            Contender("ours", "dsprims SlidingWindowCounter", lambda: ours("user-1")),
+            Contender("peer", "limits sliding window counter", lambda: sliding(item, "user-1")),
+        ],
+        budget_seconds=1.0,
     )
 
 
@@ -96,23 +148,23 @@ def test_memory_pyrate(mark: Any) -> None:
 
 
 @pytest.mark.parametrize("live", [100, 100_000])
-def test_log_ours(mark: Any, live: int) -> None:
+def test_log(compare: Any, live: int) -> None:
     log = SlidingWindowLog(BIG, 3600.0)
     for _ in range(live):
         log.try_acquire("user-1")
-    mark(f"ratelimit: sliding log, {live} live entries", "ours", "dsprims SlidingWindowLog")(
-        log.try_acquire, "user-1"
-    )
-
-
-@pytest.mark.parametrize("live", [100, 100_000])
-def test_log_limits_moving_window(mark: Any, live: int) -> None:
+    ours = log.try_acquire
     limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
     item = RateLimitItemPerHour(10**7)
     for _ in range(live):
         limiter.hit(item, "user-1")
-    mark(f"ratelimit: sliding log, {live} live entries", "peer", "limits moving window")(
-        limiter.hit, item, "user-1"
+    moving = limiter.hit
+    compare(
+        f"ratelimit: sliding log, {live} live entries",
+        [
+            Contender("ours", "dsprims SlidingWindowLog", lambda: ours("user-1")),
+            Contender("peer", "limits moving window", lambda: moving(item, "user-1")),
+        ],
+        budget_seconds=1.0,
     )
 
 
