@@ -145,7 +145,8 @@ def test_ties_go_to_the_smallest_name_and_survive_any_order() -> None:
     ties = ring._snap.shadow
     assert ties, "these names are known to share points"
     for point, holders in ties.items():
-        owner = ring._snap.names[ring._snap.points.index(point)]
+        snap = ring._snap
+        owner = snap.labels[snap.names[snap.points.index(point)]]
         assert owner == min(holders)
     other = HashRing(vnodes=30_000)
     for name in reversed(nodes):
@@ -435,11 +436,11 @@ def test_walk_ranges_hold_one_preference_list(key_hash: int, n: int) -> None:
     """The cache trusts _walk's range: every hash in it must get the same list."""
     ring = HashRing({"a": 1.0, "b": 2.0, "c": 1.0, "d": 0.5}, vnodes=5)
     snap = ring._snap
-    start, end, prefs = ring_module._walk(snap.points, snap.names, n, key_hash)
+    start, end, prefs = ring_module._walk(snap.points, snap.names, snap.labels, n, key_hash)
     assert start <= key_hash < end
     assert list(prefs) == _walk(ring, key_hash, n)
     for edge in (start, end - 1, (start + end) // 2):
-        assert ring_module._walk(snap.points, snap.names, n, edge)[2] == prefs
+        assert ring_module._walk(snap.points, snap.names, snap.labels, n, edge)[2] == prefs
 
 
 @given(
@@ -455,5 +456,49 @@ def test_splicing_a_node_in_and_out_equals_a_fresh_build(
     extra, rest = nodes[0], dict.fromkeys(nodes[1:], 1.0)
     before = ring_module._build_default(rest, vnodes)
     added = ring_module._add_default(before, extra, weight, vnodes)
-    assert added == ring_module._build_default({**rest, extra: weight}, vnodes)
+    assert canonical(added) == canonical(
+        ring_module._build_default({**rest, extra: weight}, vnodes)
+    )
     assert ring_module._remove_default(added, extra, vnodes) == before
+
+
+def canonical(snap: ring_module._Snapshot) -> tuple[object, ...]:
+    """A snapshot with every node rank replaced by the node's name (ranks depend on history)."""
+    names = [snap.labels[r] for r in snap.names]
+    return (
+        snap.weights,
+        list(snap.ends),
+        ring_module._owner_names(snap),
+        list(snap.points),
+        names,
+        snap.shadow,
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([*"abcdwxyz", "node-1", "é"]), st.sampled_from([0.5, 1.0])),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from([2, 40, 3000]),
+)
+def test_any_history_of_splices_equals_a_fresh_build(
+    steps: list[tuple[str, float]], vnodes: int
+) -> None:
+    """Removed nodes leave unused ranks that later nodes take: after any sequence of adds,
+    weight changes and removes, the ring is the one built afresh from its final weights."""
+    ring = HashRing({"x": 1.0, "y": 1.0, "z": 1.0}, vnodes=vnodes)
+    peak = len(ring)
+    for name, weight in steps:
+        if name in ring and len(ring) > 1 and weight == 0.5:
+            ring.remove_node(name)
+        else:
+            ring.add_node(name, weight)
+        peak = max(peak, len(ring))
+        fresh = ring_module._build_default(dict(ring.nodes), vnodes)
+        assert canonical(ring._snap) == canonical(fresh)
+        labels = ring._snap.labels
+        assert len(labels) <= peak  # unused ranks are reused
+        assert labels[-1]  # and never trail
+        assert sorted(filter(None, labels)) == sorted(ring.nodes)

@@ -35,7 +35,7 @@ integer weights, float32 arithmetic, stable tie order by server-list order, succ
 gives none of the minimal-disruption guarantees above beyond what libketama gives.
 
 Failure modes: an empty ring raises :class:`EmptyRingError` on lookup. Memory is about
-``24 bytes * vnodes * total weight`` plus a lookup table of up to 2 MiB; weights are multipliers
+``12 bytes * vnodes * total weight`` plus a lookup table of up to 2 MiB; weights are multipliers
 of ``vnodes``, so keep them in a small range (e.g. 0.1 to 10) rather than raw capacities such as
 64000.
 """
@@ -129,21 +129,40 @@ class _Snapshot:
     """One immutable state of a ring. Writers build a new one; readers never see a partial one.
 
     ``ends``/``owners`` are the lookup arrays: interval ``j`` is ``(ends[j-1], ends[j]]`` (with
-    ``ends[-1]`` read as -1) and belongs to ``owners[j]``; the last entry is a sentinel (the size
-    of the lookup space) owned by ``owners[0]`` (the arc that wraps around zero). In the default
-    mode the lookup space is ``hash >> 1`` (``2**31`` values; end ``e`` is hash ``2e + 1``);
-    in ketama mode it is the 32-bit hash itself.
+    ``ends[-1]`` read as -1) and belongs to node ``labels[owners[j]]``; the last entry is a
+    sentinel (the size of the lookup space) owned by ``owners[0]`` (the arc that wraps around
+    zero). In the default mode the lookup space is ``hash >> 1`` (``2**31`` values; end ``e`` is
+    hash ``2e + 1``); in ketama mode it is the 32-bit hash itself.
+
+    Nodes are stored as small integers (ranks) indexing ``labels``, so the per-point arrays are
+    compact C arrays that builds and splices fill with byte-level copies. ``labels`` may hold
+    ``""`` for a rank no point uses (a removed node's, until a new node takes it).
     """
 
     weights: dict[str, float]
     ends: Sequence[int]
-    owners: list[str]
-    # Default mode only: sorted unique point coordinates, their owners, and tied points ->
-    # every node holding them, sorted. (Point i's cell ends at ``q[i] + q[i+1]`` in the lookup
-    # space, which ``ends`` holds, rotated: see _lookup_arrays.)
+    owners: array[int]
+    labels: list[str]
+    # Default mode only: sorted unique point coordinates, their owners' ranks, and tied points
+    # -> every node holding them, sorted. (Point i's cell ends at ``q[i] + q[i+1]`` in the
+    # lookup space, which ``ends`` holds, rotated: see _lookup_arrays.)
     points: Sequence[int] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
+    names: array[int] = field(default_factory=lambda: array("H"))
     shadow: dict[int, list[str]] = field(default_factory=dict)
+
+
+def _empty(weights: dict[str, float]) -> _Snapshot:
+    return _Snapshot(weights, [HASH_SPACE], array("H"), [])
+
+
+def _rank_code(labels: list[str]) -> str:
+    """The array type code that holds every rank of ``labels``."""
+    return "H" if len(labels) <= 1 << 16 else "I"
+
+
+def _owner_names(snap: _Snapshot) -> list[str]:
+    """The owner of every interval of ``snap.ends``, by name."""
+    return list(map(snap.labels.__getitem__, snap.owners))
 
 
 def node_points(name: str, count: int) -> list[int]:
@@ -164,32 +183,32 @@ def _point_count(name: str, weight: float, vnodes: int) -> int:
     return count
 
 
-def _lookup_arrays(bounds: Sequence[int], names: list[str]) -> tuple[array[int], list[str]]:
+def _lookup_arrays(bounds: Sequence[int], names: array[int]) -> tuple[array[int], array[int]]:
     """Rotate the per-point cell ends into sorted interval ends, and add the wrap sentinel."""
     last = bounds[-1]
     if last >= _LSPACE:
         ends = array("I", [last - _LSPACE])
         ends.extend(bounds)
         ends[-1] = _LSPACE
-        owners = [names[-1]]
+        owners = array(names.typecode, [names[-1]])
         owners += names
     else:
         ends = array("I", bounds)
         ends.append(_LSPACE)
-        owners = [*names, names[0]]
+        owners = names + array(names.typecode, [names[0]])
     return ends, owners
 
 
 def _build_default(weights: dict[str, float], vnodes: int) -> _Snapshot:
     if not weights:
-        return _Snapshot(weights, [HASH_SPACE], [])
+        return _empty(weights)
     order = sorted(weights)
     if len(order) > _FAST_BUILD_MAX_NODES:
         return _build_default_reference(weights, vnodes)
     counts = [_point_count(name, weights[name], vnodes) for name in order]
     points, names, shadow, bounds = _sorted_points(order, counts)
     ends, owners = _lookup_arrays(bounds, names)
-    return _Snapshot(weights, ends, owners, points, names, shadow)
+    return _Snapshot(weights, ends, owners, order, points, names, shadow)
 
 
 def _set_table_bits(size: int) -> int:
@@ -206,9 +225,9 @@ def _set_table_bits(size: int) -> int:
 
 def _sorted_points(
     order: list[str], counts: list[int]
-) -> tuple[array[int], list[str], dict[int, list[str]], array[int]]:
-    """Every node's points, sorted, with their owners, the tied points (see _find_ties) and
-    the cell ends (see _cell_bounds).
+) -> tuple[array[int], array[int], dict[int, list[str]], array[int]]:
+    """Every node's points, sorted, with their owners (ranks in ``order``), the tied points
+    (see _find_ties) and the cell ends (see _cell_bounds).
 
     The same points as :func:`node_points` (pinned to :func:`_build_default_reference` by a
     differential test), computed in C-level passes over one buffer instead of per point: the
@@ -256,13 +275,10 @@ def _sorted_points(
     for j in range(4):
         sorted_q[j::4] = ordered[2 + j :: 8]
     points = _native(array("I", sorted_q))
-    if len(order) <= 256:
-        names = [order[r] for r in ordered[0::8]]
-    else:
-        rank_bytes = bytearray(2 * size)
-        rank_bytes[0::2] = ordered[0::8]
-        rank_bytes[1::2] = ordered[1::8]
-        names = [order[r] for r in _native(array("H", rank_bytes))]
+    rank_bytes = bytearray(2 * size)
+    rank_bytes[0::2] = ordered[0::8]
+    rank_bytes[1::2] = ordered[1::8]
+    names = _native(array("H", rank_bytes))
     # Each point's cell end q[i] + q[i+1] in one big-integer addition (words are below 2**30,
     # so sums never carry into the next word).
     value = int.from_bytes(sorted_q, "little")
@@ -272,7 +288,7 @@ def _sorted_points(
     repeats = _repeats(value ^ after, points)
     if not repeats:
         return points, names, {}, bounds
-    shadow = _dedupe(points, names, repeats)
+    shadow = _dedupe(points, names, order, repeats)
     return points, names, shadow, _cell_bounds(points)
 
 
@@ -301,15 +317,17 @@ def _repeats(neighbours: int, points: array[int]) -> list[int]:
     return found
 
 
-def _dedupe(points: array[int], names: list[str], repeats: list[int]) -> dict[int, list[str]]:
+def _dedupe(
+    points: array[int], names: array[int], labels: list[str], repeats: list[int]
+) -> dict[int, list[str]]:
     """Drop the repeated points at indices ``repeats`` (ascending) in place: the first copy,
     the smallest name, stays. Return the tied points with all their holders, sorted (about
     half of all 100-node rings at 400 points per node have one or two)."""
     shadow: dict[int, list[str]] = {}
     for i in repeats:
-        holders = shadow.setdefault(points[i], [names[i - 1]])
-        if names[i] != holders[-1]:  # one node can repeat its own point
-            holders.append(names[i])
+        holders = shadow.setdefault(points[i], [labels[names[i - 1]]])
+        if labels[names[i]] != holders[-1]:  # one node can repeat its own point
+            holders.append(labels[names[i]])
     for i in reversed(repeats):
         del points[i]
         del names[i]
@@ -338,7 +356,7 @@ def _build_default_reference(weights: dict[str, float], vnodes: int) -> _Snapsho
     """The per-point build: the reference for :func:`_build_default` (and its path for rings
     of more than 65,536 nodes)."""
     if not weights:
-        return _Snapshot(weights, [HASH_SPACE], [])
+        return _empty(weights)
     owner_of: dict[int, str] = {}
     node_pts: list[tuple[str, list[int]]] = []
     total = 0
@@ -350,12 +368,14 @@ def _build_default_reference(weights: dict[str, float], vnodes: int) -> _Snapsho
         owner_of.update(zip(pts, repeat(name)))
     shadow = _find_ties(node_pts) if len(owner_of) < total else {}
     points = array("I", sorted(owner_of))
-    names = list(map(owner_of.__getitem__, points))
+    labels = sorted(weights)
+    rank = {name: i for i, name in enumerate(labels)}
+    names = array(_rank_code(labels), [rank[owner_of[q]] for q in points])
     # A C-level pass (the build is dominated by per-point work): cell end = q[i] + q[i+1].
     bounds = array("I", map(_add, points, points[1:]))
     bounds.append(points[-1] + points[0] + _QSPACE)
     ends, owners = _lookup_arrays(bounds, names)
-    return _Snapshot(weights, ends, owners, points, names, shadow)
+    return _Snapshot(weights, ends, owners, labels, points, names, shadow)
 
 
 def _find_ties(node_pts: list[tuple[str, list[int]]]) -> dict[int, list[str]]:
@@ -385,12 +405,12 @@ def _splice(runs: Iterable[Any], singles: Iterable[Any] = (), out: Any = None) -
 def _respliced(
     snap: _Snapshot,
     points: array[int],
-    names: list[str],
+    names: array[int],
     starts: list[int],
     stops: list[int],
-    added: str | None,
+    added: int | None,
     dirty: Iterable[int],
-) -> tuple[array[int], list[str], list[str]]:
+) -> tuple[array[int], array[int], array[int]]:
     """``(ends, owners, names)`` of a spliced ring, spliced straight from the old ones.
 
     ``points`` is the new ring; the old one is cut into runs ``[starts[k], stops[k])``, each
@@ -407,7 +427,9 @@ def _respliced(
     )
     ends = _splice(cells, repeat((0,), count), array("I", [0]))  # cell end i at index i + 1
     owners = _splice(
-        map(names.__getitem__, map(slice, starts, stops)), repeat((added,), count), [added]
+        map(names.__getitem__, map(slice, starts, stops)),
+        repeat((added,), count),
+        array(names.typecode, [added or 0]),  # a placeholder, replaced below
     )
     last = len(points) - 1
     for i in {*dirty, last}:
@@ -432,26 +454,36 @@ def _add_default(snap: _Snapshot, name: str, weight: float, vnodes: int) -> _Sna
     weights = {**snap.weights, name: weight}
     if not snap.points:
         return _build_default(weights, vnodes)
+    # The new node takes the first unused rank (a removed node's), else the next one.
+    labels = list(snap.labels)
+    try:
+        rank = labels.index("")
+        labels[rank] = name
+    except ValueError:
+        rank = len(labels)
+        labels.append(name)
+        if _rank_code(labels) != snap.names.typecode:
+            return _build_default(weights, vnodes)  # ranks outgrow two bytes: start afresh
     old_points, old_names = snap.points, snap.names
     shadow = {p: list(v) for p, v in snap.shadow.items()}
     size = len(old_points)
     new = sorted(set(node_points(name, _point_count(name, weight, vnodes))))
     where = list(map(bisect_left, repeat(old_points, len(new)), new))
-    replaced: dict[int, str] = {}
+    replaced: dict[int, int] = {}
     shared = [i for i, pos in enumerate(where) if pos < size and old_points[pos] == new[i]]
     for i in shared:  # points this node shares with one already on the ring (rare)
         pos = where[i]
-        holders = shadow.setdefault(new[i], [old_names[pos]])
+        holders = shadow.setdefault(new[i], [labels[old_names[pos]]])
         holders.append(name)
         holders.sort()
         if holders[0] == name:
-            replaced[pos] = name
+            replaced[pos] = rank
     for i in reversed(shared):
         del new[i]
         del where[i]
     names = old_names
     if replaced:
-        names = list(old_names)
+        names = array(old_names.typecode, old_names)
         for pos, owner in replaced.items():
             names[pos] = owner
     # Old runs between insertion points, each followed by one new point: new point i lands
@@ -460,8 +492,8 @@ def _add_default(snap: _Snapshot, name: str, weight: float, vnodes: int) -> _Sna
     points = _splice(map(old_points.__getitem__, map(slice, starts, stops)), zip(new), array("I"))
     last = len(points) - 1
     dirty = {j for i, pos in enumerate(where) for j in (pos + i - 1 if pos else last, pos + i)}
-    ends, owners, new_names = _respliced(snap, points, names, starts, stops, name, dirty)
-    return _Snapshot(weights, ends, owners, points, new_names, shadow)
+    ends, owners, new_names = _respliced(snap, points, names, starts, stops, rank, dirty)
+    return _Snapshot(weights, ends, owners, labels, points, new_names, shadow)
 
 
 def _remove_default(snap: _Snapshot, name: str, vnodes: int) -> _Snapshot:
@@ -469,27 +501,33 @@ def _remove_default(snap: _Snapshot, name: str, vnodes: int) -> _Snapshot:
     weights = {n: w for n, w in snap.weights.items() if n != name}
     if not weights:
         return _build_default(weights, vnodes)
+    # The node's rank falls unused (trailing unused ranks are dropped).
+    labels = list(snap.labels)
+    rank = labels.index(name)
+    labels[rank] = ""
+    while not labels[-1]:
+        labels.pop()
     old_points, old_names = snap.points, snap.names
     shadow = {p: list(v) for p, v in snap.shadow.items()}
     gone = sorted(set(node_points(name, _point_count(name, snap.weights[name], vnodes))))
     where = list(map(bisect_left, repeat(old_points, len(gone)), gone))
     deletes: list[int] = where
-    replaced: dict[int, str] = {}
+    replaced: dict[int, int] = {}
     if shadow:
         deletes = []
         for q, pos in zip(gone, where, strict=True):
             holders = shadow.get(q)
             if holders is not None:
                 holders.remove(name)
-                if old_names[pos] == name:
-                    replaced[pos] = holders[0]
+                if old_names[pos] == rank:
+                    replaced[pos] = labels.index(holders[0])
                 if len(holders) == 1:
                     del shadow[q]
             else:
                 deletes.append(pos)
     names = old_names
     if replaced:
-        names = list(old_names)
+        names = array(old_names.typecode, old_names)
         for pos, owner in replaced.items():
             names[pos] = owner
     size = len(old_points)
@@ -499,24 +537,27 @@ def _remove_default(snap: _Snapshot, name: str, vnodes: int) -> _Snapshot:
     last = len(points) - 1
     dirty = {pos - i - 1 if pos > i else last for i, pos in enumerate(deletes)}
     ends, owners, new_names = _respliced(snap, points, names, starts, stops, None, dirty)
-    return _Snapshot(weights, ends, owners, points, new_names, shadow)
+    return _Snapshot(weights, ends, owners, labels, points, new_names, shadow)
 
 
 def _build_ketama(weights: dict[str, float]) -> _Snapshot:
     if not weights:
-        return _Snapshot(weights, [HASH_SPACE], [])
+        return _empty(weights)
     entries = ketama_points(weights)
+    labels = list(weights)
+    rank = {name: i for i, name in enumerate(labels)}
     ends = [p for p, _ in entries]
-    owners = [n for _, n in entries]
+    owners = array(_rank_code(labels), [rank[n] for _, n in entries])
     ends.append(HASH_SPACE)
     owners.append(owners[0])
-    return _Snapshot(weights, ends, owners)
+    return _Snapshot(weights, ends, owners, labels)
 
 
 def _walk(
-    points: Sequence[int], names: list[str], want: int, h: int
+    points: Sequence[int], names: Sequence[int], labels: list[str], want: int, h: int
 ) -> tuple[int, int, tuple[str, ...]]:
-    """The preference list of hash ``h``: distinct owners of points in order of distance.
+    """The preference list of hash ``h``: distinct owners of points in order of distance
+    (``names`` holds each point's owner as a rank in ``labels``).
 
     Returns ``(start, end, prefs)``: every hash in ``[start, end)`` (which holds ``h``) gets the
     same list, because it starts the walk in the same gap between two points and every
@@ -532,7 +573,7 @@ def _walk(
     # goes left when h <= 2 * (a + b) + 1, i.e. (h - 1) >> 1 <= a + b.
     half = (h - 1) >> 1
     left = right - 1
-    found: list[str] = []
+    found: list[int] = []
     for _ in range(size):
         a = points[left] if left >= 0 else points[left] - qspace
         b = points[right] if right < size else points[right - size] + qspace
@@ -550,7 +591,7 @@ def _walk(
             found.append(owner)
             if len(found) == want:
                 break
-    return start, end, tuple(found)
+    return start, end, tuple(map(labels.__getitem__, found))
 
 
 def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
@@ -561,7 +602,7 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
     in it gets, or the few ``[cuts, lists]`` segments :func:`_walk` splits it into, found with
     one bisect. A hit is one list index (plus that bisect) and a copy, like :meth:`get_node`.
     """
-    points, names = snap.points, snap.names
+    points, names, labels = snap.points, snap.names, snap.labels
     size, count = len(points), len(snap.weights)
     murmur, slow_hash, walk = _mmh3_32, key_hash32, _walk
     bits = min(_TABLE_MAX_BITS, max(6, size.bit_length() + 1))
@@ -577,21 +618,21 @@ def _make_get_nodes(snap: _Snapshot) -> Callable[[str | bytes, int], list[str]]:
             _empty_lookup(key)
         want = n if n < count else count
         if n > 8 or filled[0] >= _MEMO_MAX:
-            return list(walk(points, names, want, h)[2])
+            return list(walk(points, names, labels, want, h)[2])
         table = tables[n]
         if not table:
             table = tables[n] = [None] * (1 << bits)
         bucket = h >> bshift
         low = bucket << bshift
         high = low + span
-        _, end, prefs = walk(points, names, want, low)
+        _, end, prefs = walk(points, names, labels, want, low)
         entry: Any = prefs
         if end < high:
             cuts: list[int] = []
             lists = [prefs]
             while end < high:
                 cuts.append(end)
-                _, end, prefs = walk(points, names, want, end)
+                _, end, prefs = walk(points, names, labels, want, end)
                 lists.append(prefs)
             entry = [tuple(cuts), tuple(lists)]
         table[bucket] = entry
@@ -635,7 +676,9 @@ def _empty_lookup(key: object) -> str:
     raise EmptyRingError("the ring has no nodes: add_node() before looking keys up")
 
 
-def _make_get_ketama(ends: Sequence[int], owners: list[str]) -> Callable[[str | bytes], str]:
+def _make_get_ketama(
+    ends: Sequence[int], owners: Sequence[int], labels: list[str]
+) -> Callable[[str | bytes], str]:
     """The ketama-mode lookup closure: MD5 key hash, then the same lazily filled prefix table
     as the default mode (here over the 32-bit hash itself)."""
     md5, first_word, bisect = hashlib.md5, _FIRST_WORD.unpack_from, bisect_left
@@ -656,7 +699,7 @@ def _make_get_ketama(ends: Sequence[int], owners: list[str]) -> Callable[[str | 
         if owner is not None:
             return owner
         i = bisect(ends, h)
-        owner = owners[i]
+        owner = labels[owners[i]]
         lo = h & ~(span - 1)
         if ends[i] >= lo + span - 1 and (i == 0 or ends[i - 1] < lo):
             table[h >> tshift] = owner
@@ -667,11 +710,11 @@ def _make_get_ketama(ends: Sequence[int], owners: list[str]) -> Callable[[str | 
 
 def _make_get_node(snap: _Snapshot, ketama: bool) -> Callable[[str | bytes], str]:
     """A lookup closure over one snapshot: the hot path binds everything it touches locally."""
-    ends, owners = snap.ends, snap.owners
+    ends, owners, labels = snap.ends, snap.owners, snap.labels
     if not owners:
         return _empty_lookup
     if ketama:
-        return _make_get_ketama(ends, owners)
+        return _make_get_ketama(ends, owners, labels)
     bisect, murmur, slow_hash = bisect_left, _mmh3_32, key_hash32
     # Prefix table: bucket b holds hashes [b << tshift, (b + 1) << tshift). A bucket that lies
     # inside one interval caches its owner, filled on first use (a benign race: every thread
@@ -690,7 +733,7 @@ def _make_get_node(snap: _Snapshot, ketama: bool) -> Callable[[str | bytes], str
         if not table:
             table = [None] * (1 << bits)
         i = bisect(ends, h >> 1)
-        owner = owners[i]
+        owner = labels[owners[i]]
         lo = (h >> tshift) * bucket_span
         if ends[i] >= lo + bucket_span - 1 and (i == 0 or ends[i - 1] < lo):
             table[h >> tshift] = owner
@@ -812,7 +855,7 @@ class HashRing:
         i = bisect_left(snap.ends, h >> self._shift)
         if i == len(snap.ends) - 1:
             i = 0
-        return h, self._hash_of(snap.ends[i]), snap.owners[i]
+        return h, self._hash_of(snap.ends[i]), snap.labels[snap.owners[i]]
 
     def _hash_of(self, end: int) -> int:
         """Lookup-space interval end -> inclusive 32-bit key-hash end."""
@@ -854,7 +897,7 @@ class HashRing:
                 i = 0
             if owners[i] not in found:
                 found.append(owners[i])
-        return found
+        return list(map(snap.labels.__getitem__, found))
 
     # -- membership --------------------------------------------------------------------------
 
@@ -942,7 +985,7 @@ class HashRing:
         snap = self._snap
         out = dict.fromkeys(snap.weights, 0.0)
         prev = -1
-        for end, owner in zip(snap.ends, snap.owners, strict=True):
+        for end, owner in zip(snap.ends, _owner_names(snap), strict=True):
             top = self._hash_of(end)
             if top > prev:
                 out[owner] += (top - prev) / HASH_SPACE
@@ -954,7 +997,7 @@ class HashRing:
         snap = self._snap
         out: list[tuple[int, int, str]] = []
         prev = -1
-        for end, owner in zip(snap.ends, snap.owners, strict=True):
+        for end, owner in zip(snap.ends, _owner_names(snap), strict=True):
             top = self._hash_of(end)
             if top > prev:
                 if out and out[-1][2] == owner and out[-1][1] == prev:
@@ -980,7 +1023,7 @@ class HashRing:
         a, b = self._snap, other._snap
         if not a.owners or not b.owners:
             raise EmptyRingError("cannot diff an empty ring")
-        moves = _diff(a.ends, a.owners, b.ends, b.owners)
+        moves = _diff(a.ends, _owner_names(a), b.ends, _owner_names(b))
         return [
             Move(self._hash_of(m.start), self._hash_of(m.end), m.source, m.target) for m in moves
         ]
