@@ -127,3 +127,4 @@ def test_an_entry_list_that_leaves_the_table_reads_as_expired_for_ever() -> None
         expire("k")
         assert table.get("k") is not entry
         assert entry[1] == float("-inf")
+        assert entry[0] is None

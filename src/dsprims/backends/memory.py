@@ -29,6 +29,13 @@ _NO_DEADLINE = float("inf")
 _DETACHED = float("-inf")
 
 
+def _detach(entry: list[Any]) -> None:
+    # A list that left the table may still be held by a hot path (entry_table): make it read
+    # as expired for ever, and let go of its state so holding it costs next to nothing.
+    entry[0] = None
+    entry[1] = _DETACHED
+
+
 class MemoryBackend:
     """Thread-safe in-process state store with per-key expiry.
 
@@ -74,7 +81,7 @@ class MemoryBackend:
             if entry is not None:
                 if entry[2].monotonic() >= entry[1]:
                     del self._entries[key]
-                    entry[1] = _DETACHED
+                    _detach(entry)
                     entry = None
                 else:
                     state = entry[0]
@@ -82,12 +89,12 @@ class MemoryBackend:
             if new_state is None:
                 if entry is not None:
                     self._entries.pop(key, None)
-                    entry[1] = _DETACHED
+                    _detach(entry)
             else:
                 deadline = _NO_DEADLINE if ttl is None else clock.monotonic() + ttl
                 self._entries[key] = [new_state, deadline, clock]
                 if entry is not None:
-                    entry[1] = _DETACHED
+                    _detach(entry)
                 self._writes_since_sweep += 1
                 # Sweeping after max(1024, n/2) writes costs O(1) amortised per write and
                 # keeps at most that many dead entries around.
@@ -106,10 +113,11 @@ class MemoryBackend:
         otherwise cost more than the decision itself.
 
         Entry lists are never reused: a write makes a new list, and a list that leaves the
-        table (replaced, deleted, expired or swept) gets the deadline ``-inf`` at that moment,
-        under the lock. So a caller may keep an entry list across calls and, holding the lock,
-        know it is still the key's live entry exactly when ``clock.monotonic() < entry[1]`` on
-        the entry's own clock ``entry[2]`` (which never changes).
+        table (replaced, deleted, expired or swept) gets the deadline ``-inf`` and the state
+        ``None`` at that moment, under the lock. So a caller may keep an entry list across calls
+        and, holding the lock, know it is still the key's live entry exactly when
+        ``clock.monotonic() < entry[1]`` on the entry's own clock ``entry[2]`` (which never
+        changes); a list it keeps after that holds no state.
         """
         return self._entries
 
@@ -121,7 +129,7 @@ class MemoryBackend:
                 return None
             if entry[2].monotonic() >= entry[1]:
                 del self._entries[key]
-                entry[1] = _DETACHED
+                _detach(entry)
                 return None
             return entry[0]
 
@@ -132,7 +140,7 @@ class MemoryBackend:
             if entry is None:
                 return False
             live: bool = entry[2].monotonic() < entry[1]
-            entry[1] = _DETACHED
+            _detach(entry)
             return live
 
     def keys(self) -> list[str]:
@@ -159,7 +167,7 @@ class MemoryBackend:
             if now >= deadline:
                 expired.append(key)
         for key in expired:
-            self._entries.pop(key)[1] = _DETACHED
+            _detach(self._entries.pop(key))
         self._writes_since_sweep = 0
 
     def close(self) -> None:
