@@ -206,3 +206,31 @@ async def test_async_redlock_with_a_frozen_server(
         await lock.aclose()
         for b in abackends:
             await b.aclose()
+
+
+def test_reply_parser_reads_what_the_scripts_send() -> None:
+    import redis.exceptions as rexc
+
+    from dsprims.locks.redlock import _Incomplete, _parse
+
+    cases: list[tuple[bytes, Any]] = [
+        (b":1764300000123457\r\n", 1764300000123457),
+        (b":-1\r\n", -1),
+        (b"*2\r\n:-1\r\n$16\r\n0123456789abcdef\r\n", [-1, b"0123456789abcdef"]),
+        (b"*2\r\n:250\r\n$0\r\n\r\n", [250, b""]),
+        (b"$-1\r\n", None),
+        (b"_\r\n", None),
+        (b"+OK\r\n", b"OK"),
+        (b"*2\r\n*1\r\n:1\r\n:2\r\n", [[1], 2]),
+    ]
+    for raw, expected in cases:
+        assert _parse(raw, 0) == (expected, len(raw))
+        for cut in range(len(raw)):  # every prefix is incomplete, never misread
+            with pytest.raises(_Incomplete):
+                _parse(raw[:cut], 0)
+    error, end = _parse(b"-NOSCRIPT No matching script\r\n", 0)
+    assert isinstance(error, rexc.NoScriptError) and end == 30
+    error, _ = _parse(b"-ERR boom\r\n", 0)
+    assert type(error) is rexc.ResponseError
+    with pytest.raises(rexc.InvalidResponse):
+        _parse(b"%1\r\n", 0)

@@ -163,6 +163,79 @@ def _no_retry(conn: Any) -> Any:
     return Retry(NoBackoff(), 0)
 
 
+class _Incomplete(Exception):
+    """More bytes are needed to parse the reply."""
+
+
+def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
+    """One RESP2/RESP3 value of the kinds the lock scripts reply with, from ``buf[pos:]``."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _Incomplete
+    kind, line, pos = buf[pos], buf[pos + 1 : end], end + 2
+    if kind == 58:  # ':' integer
+        return int(line), pos
+    if kind == 36:  # '$' bulk string
+        size = int(line)
+        if size < 0:
+            return None, pos
+        if len(buf) < pos + size + 2:
+            raise _Incomplete
+        return buf[pos : pos + size], pos + size + 2
+    if kind == 42:  # '*' array
+        count = int(line)
+        if count < 0:
+            return None, pos
+        items = []
+        for _ in range(count):
+            item, pos = _parse(buf, pos)
+            items.append(item)
+        return items, pos
+    if kind == 45:  # '-' error
+        from redis.exceptions import NoScriptError, ResponseError
+
+        text = line.decode(errors="replace")
+        return (NoScriptError if text.startswith("NOSCRIPT") else ResponseError)(text), pos
+    if kind in (43, 95):  # '+' status, '_' RESP3 null
+        return (line if kind == 43 else None), pos
+    from redis.exceptions import InvalidResponse
+
+    raise InvalidResponse(f"unexpected reply type {chr(kind)!r}")
+
+
+def _read_reply(conn: Any) -> Any:
+    """Read one reply to a command sent on ``conn`` (a raw connection owned by this module).
+
+    The scripts' replies are one integer or a short array, so they are parsed here straight
+    from the socket rather than through redis-py's general parser (several µs per reply, six
+    replies per Redlock cycle). Requests and replies alternate strictly on these connections,
+    so nothing beyond the reply is ever buffered. Raises like ``read_response`` would: socket
+    errors and timeouts (``OSError``), a closed connection, error replies.
+    """
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return conn.read_response()
+    buf = sock.recv(4096)
+    while True:
+        if not buf:
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
+            raise RedisConnectionError("Connection closed by server.")
+        try:
+            reply, end = _parse(buf, 0)
+        except _Incomplete:
+            more = sock.recv(4096)
+            buf = buf + more if more else b""
+            continue
+        if end != len(buf):
+            from redis.exceptions import InvalidResponse
+
+            raise InvalidResponse("unexpected bytes after a reply")
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
 def _sync_fanout(servers: _Servers, calls: Sequence[Call]) -> list[Any]:
     """Send one script per server, then read every reply; failures come back as errors."""
     sent: list[Any] = []
@@ -193,7 +266,7 @@ def _sync_fanout(servers: _Servers, calls: Sequence[Call]) -> list[Any]:
             # replies arrive in parallel, so a round costs about one server_timeout at worst
             # per silent server.
             try:
-                replies.append(conn.read_response())
+                replies.append(_read_reply(conn))
             except Exception as exc:
                 if not _is_noscript(exc):
                     raise
