@@ -229,7 +229,8 @@ def test_reply_parser_reads_what_the_scripts_send() -> None:
             with pytest.raises(_Incomplete):
                 _parse(raw[:cut], 0)
     error, end = _parse(b"-NOSCRIPT No matching script\r\n", 0)
-    assert isinstance(error, rexc.NoScriptError) and end == 30
+    assert isinstance(error, rexc.NoScriptError)
+    assert end == 30
     error, _ = _parse(b"-ERR boom\r\n", 0)
     assert type(error) is rexc.ResponseError
     with pytest.raises(rexc.InvalidResponse):
