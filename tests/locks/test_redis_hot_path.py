@@ -31,12 +31,22 @@ def test_direct_path_only_where_it_is_equivalent(redis_server: Any, key_prefix: 
             return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     wrapped = Instrumented(port=redis_server.port)
-    for client in (single, wrapped):
+    patched = redis_server.client()
+    calls: list[object] = []
+    original = patched.execute_command
+
+    def counted(*args: Any, **options: Any) -> Any:
+        calls.append(args[0])
+        return original(*args, **options)
+
+    patched.execute_command = counted
+    for client in (single, wrapped, patched):
         lock = RedisLock("a", backend=RedisBackend(client), prefix=key_prefix)
         assert lock._store._direct is None  # type: ignore[attr-defined]
         lease = lock.acquire(timeout=1)  # the ordinary path still works
         lease.release()
         client.close()
+    assert len(calls) == 2  # the instance's own execute_command saw both scripts
     url_made.close()
 
 

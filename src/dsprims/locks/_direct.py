@@ -18,9 +18,9 @@ sent on a connection taken from a small stack of connections borrowed from the c
 * after ``os.fork`` the child forgets the stacks (the parent's sockets are never shared).
 
 It is used only where it is equivalent: a standalone ``redis.Redis`` (or ``redis.asyncio.Redis``)
-whose ``execute_command`` is not overridden, without a single-connection client or client-side
-caching; everything else takes ``execute_command``. redis-py's per-command metrics
-(OpenTelemetry) do not see these calls.
+whose ``execute_command`` is not overridden (in a subclass or on the instance), without a
+single-connection client or client-side caching; everything else takes ``execute_command``.
+redis-py's per-command metrics (OpenTelemetry) do not see these calls.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def _eligible(client: Any, base: Any) -> bool:
         pool is not None
         and getattr(client, "connection", None) is None
         and type(client).execute_command is base.execute_command
+        and "execute_command" not in getattr(client, "__dict__", {})  # patched on the instance
         and getattr(pool, "cache", None) is None
     )
 
