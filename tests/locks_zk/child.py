@@ -6,7 +6,9 @@ stdin, then print ``LOST <bool>``, try a fenced write (``WRITE ok|stale``) throu
 and a release (``RELEASE ok|lost``).
 
 ``count URL PREFIX SECONDS``: read-modify-write a counter znode under the lock until SECONDS
-have passed; print ``DONE <increments> <seconds the loop ran>``.
+have passed; print ``DONE <increments> <seconds the loop ran>``. The lock deletes its lock znode
+as soon as this process stops using it (``cleanup_delay=0``), so the contenders also race the
+idle cleanup.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def hold(url: str, prefix: str, resource: str) -> None:
 def count(url: str, prefix: str, seconds: float) -> None:
     backend = backend_from_url(url, timeout=2.0)
     assert isinstance(backend, ZooKeeperBackend)
-    lock = ZooKeeperLock("counter", backend=backend, prefix=prefix)
+    lock = ZooKeeperLock("counter", backend=backend, prefix=prefix, cleanup_delay=0)
     path = f"/{prefix}-counter"
     done = 0
     print("READY", flush=True)

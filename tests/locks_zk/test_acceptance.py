@@ -221,7 +221,8 @@ def test_four_processes_read_modify_write_without_lost_updates(
     data, _ = backend.request("get", f"/{key_prefix}-counter")
     assert all(n > 0 for n in done)  # FIFO: nobody starved
     assert int(data) == sum(done)  # zero lost updates
-    assert children(backend, f"/{key_prefix}/counter") == []
+    # The children deleted the idle lock znode (cleanup_delay=0): nothing is left under the prefix.
+    assert _wait_for(lambda: children(backend, f"/{key_prefix}") == [])
 
 
 def test_fenced_store_rejects_lower_tokens_on_zookeeper(
