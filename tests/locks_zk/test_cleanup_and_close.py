@@ -338,3 +338,19 @@ async def test_release_of_a_lease_whose_node_vanished_raises_lock_lost(
         with pytest.raises(LockLost):
             lease.release()
         assert lease.lost
+
+
+def test_a_collected_lease_finalizer_never_takes_the_session_lock(
+    zookeeper_backend: ZooKeeperBackend, key_prefix: str
+) -> None:
+    lock = ZooKeeperLock("gc", backend=zookeeper_backend, prefix=key_prefix, cleanup_delay=0)
+    lease = lock.acquire(timeout=5)
+    node = lease.owner
+    session = lock._session
+    # Cyclic garbage collection can run a finalizer inside any of the session's locked blocks;
+    # the finalizer must only queue its work (taking the lock here would hang this thread).
+    with session._lock:
+        del lease
+    assert wait_until(lambda: not exists(zookeeper_backend, node))  # freed by the heartbeat
+    assert wait_until(lambda: not exists(zookeeper_backend, lock.path))
+    assert lock.pending_cleanups() == 0

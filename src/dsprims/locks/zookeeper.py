@@ -29,9 +29,10 @@ Guarantees:
   lost at ``SUSPENDED`` instead (Curator's strict mode). ``LOST`` (session expired) marks every
   lease of that session lost and fires ``on_lost``. A lost lease stays lost.
 * ``release()`` of a lost lease raises :class:`~dsprims.LockLost`. A lease found lost frees the
-  lock at once (its node is deleted if it is still there), and so does a lease that is garbage-
-  collected without ``release()``. A non-owner cannot release: the node name carries a random
-  owner id.
+  lock at once (its node is deleted if it is still there); a lease that is garbage-collected
+  without ``release()`` frees it within a third of the session timeout (its finalizer only
+  queues the work for the heartbeat thread, so it can never deadlock on the session's lock).
+  A non-owner cannot release: the node name carries a random owner id.
 * No leaked contender node: an acquire that times out, fails or is cancelled deletes its node;
   a ``create`` that was abandoned before its reply arrived is deleted when the reply comes, and
   one whose reply was lost with the connection is found by its owner id and deleted when the
@@ -64,6 +65,7 @@ import atexit
 import contextlib
 import logging
 import math
+import queue
 import secrets
 import threading
 import time
@@ -213,6 +215,10 @@ class _Session:
         self._idle: dict[str, float] = {}
         #: idle lock znodes whose deletion failed with the connection (retried on reconnect).
         self._undeleted: set[str] = set()
+        #: Leases collected without release() (queued by their finalizer, see _collected).
+        self._collected_leases: queue.SimpleQueue[tuple[int, str, str, str, float | None]] = (
+            queue.SimpleQueue()
+        )
         self._kick = threading.Event()
         self._beat_now = False
         self._thread: threading.Thread | None = None
@@ -301,9 +307,21 @@ class _Session:
             lease._mark_lost("the ZooKeeper connection was SUSPENDED at the grant")
 
     def _collected(self, key: int, path: str, parent: str, owner: str, delay: float | None) -> None:
-        self.untrack(key)
-        self.discard_node(path, parent, owner)
-        self.leave(parent, delay)
+        # A finalizer may run in any thread at any allocation, also inside one of this
+        # session's ``with self._lock`` blocks (cyclic garbage collection): taking the lock here
+        # could deadlock, so only queue the work (SimpleQueue.put is reentrant) for the
+        # heartbeat thread, which stays alive while the lease is still tracked.
+        self._collected_leases.put((key, path, parent, owner, delay))
+
+    def _drain_collected(self) -> None:
+        while not self._collected_leases.empty():
+            try:
+                key, path, parent, owner, delay = self._collected_leases.get_nowait()
+            except queue.Empty:  # pragma: no cover - another thread drained it
+                return
+            self.untrack(key)
+            self.discard_node(path, parent, owner)
+            self.leave(parent, delay)
 
     def untrack(self, key: int) -> None:
         with self._lock:
@@ -320,6 +338,7 @@ class _Session:
     def _heartbeat(self) -> None:
         next_beat = 0.0
         while True:
+            self._drain_collected()
             now = time.monotonic()
             with self._lock:
                 held = list(self._held.values())
@@ -387,6 +406,7 @@ class _Session:
 
     def enter(self, parent: str) -> None:
         """An acquire of this client starts using the lock znode ``parent``."""
+        self._drain_collected()
         with self._lock:
             self._active[parent] = self._active.get(parent, 0) + 1
             self._idle.pop(parent, None)
