@@ -91,7 +91,7 @@ _MEMO_MAX = 1 << 14  # buckets of cached preference lists per snapshot (about 5 
 _FIRST_WORD = struct.Struct("<I")
 _FAST_BUILD_MAX_NODES = 1 << 16  # node ranks take two bytes in _sorted_points
 _WORD_ONE = b"\x01\x00\x00\x00"
-_WORD_MASK = b"\xff\xff\xff\x3f"  # 2**30 - 1, little-endian
+_CLEAR_LOW_BITS = bytes(b & 0xFC for b in range(256))  # a translate table: b & ~3
 _BIG_ENDIAN = sys.byteorder == "big"
 _mmh3_32 = mmh3.hash
 
@@ -230,12 +230,13 @@ def _sorted_points(
     (see _find_ties) and the cell ends (see _cell_bounds).
 
     The same points as :func:`node_points` (pinned to :func:`_build_default_reference` by a
-    differential test), computed in C-level passes over one buffer instead of per point: the
-    SHAKE output of all nodes is shifted and masked as one big integer (``w >> 2`` per word),
-    and each point is packed with its node's rank into one exactly representable float
-    ``((q << 16) + rank + 2**52) * 2**e``, written byte by byte, so a single float sort orders
-    points and, on ties, puts the smallest name first. ``order`` is sorted and has at most
-    65,536 names (the rank takes two bytes).
+    differential test), computed in C-level passes over one buffer instead of per point: each
+    SHAKE word ``w`` with its two low bits cleared (``4 * q``, one ``bytes.translate``) is
+    packed with its node's rank into one exactly representable float
+    ``((q << 18) + rank + 2**52) * 2**e``, written byte by byte, so a single float sort orders
+    points and, on ties, puts the smallest name first; one big-integer shift of the sorted
+    words then gives ``q``. ``order`` is sorted and has at most 65,536 names (the rank takes two
+    bytes).
 
     Before that sort, the floats pass through a ``set``, purely for speed: a float's hash is
     its value modulo the Mersenne prime ``2**61 - 1``, i.e. its mantissa rotated by ``e``
@@ -253,35 +254,35 @@ def _sorted_points(
             for name, count in zip(order, counts, strict=True)
         ]
     )
-    mask = int.from_bytes(_WORD_MASK * size, "little")  # 2**30 - 1 in every 32-bit word
-    qbytes = ((int.from_bytes(blob, "little") >> 2) & mask).to_bytes(4 * size, "little")
     ranks = b"".join([rank.to_bytes(2, "little") * count for rank, count in enumerate(counts)])
-    # Mantissa bits 16 + 30 - b .. 45 hold the top b bits of q; rotating them to bits 0 .. b - 1
-    # of the hash takes e = 61 - (46 - b) (mod 61). The biased exponent 1023 + 52 + e goes in
+    # Mantissa bits 18 + 30 - b .. 47 hold the top b bits of q; rotating them to bits 0 .. b - 1
+    # of the hash takes e = 61 - (48 - b) (mod 61). The biased exponent 1023 + 52 + e goes in
     # bits 52..62 of each little-endian double.
     bits = _set_table_bits(size)
-    exponent = (1075 + (15 + bits) % 61) << 4
+    exponent = (1075 + (13 + bits) % 61) << 4
     packed = bytearray((b"\x00" * 6 + exponent.to_bytes(2, "little")) * size)
     packed[0::8] = ranks[0::2]
     packed[1::8] = ranks[1::2]
-    for j in range(4):
-        packed[2 + j :: 8] = qbytes[j::4]
+    packed[2::8] = blob[0::4].translate(_CLEAR_LOW_BITS)  # 4 * q = w & ~3
+    for j in range(1, 4):
+        packed[2 + j :: 8] = blob[j::4]
     floats = list(set(_native(array("d", packed))))
     floats.sort()
     size = len(floats)
     ordered = struct.pack(f"<{size}d", *floats)  # little-endian, like packed
     del floats
-    sorted_q = bytearray(4 * size)
+    sorted_4q = bytearray(4 * size)
     for j in range(4):
-        sorted_q[j::4] = ordered[2 + j :: 8]
-    points = _native(array("I", sorted_q))
+        sorted_4q[j::4] = ordered[2 + j :: 8]
     rank_bytes = bytearray(2 * size)
     rank_bytes[0::2] = ordered[0::8]
     rank_bytes[1::2] = ordered[1::8]
     names = _native(array("H", rank_bytes))
+    # The words' two low bits are zero, so one shift of the whole buffer divides each by 4.
+    value = int.from_bytes(sorted_4q, "little") >> 2
+    points = _native(array("I", value.to_bytes(4 * size, "little")))
     # Each point's cell end q[i] + q[i+1] in one big-integer addition (words are below 2**30,
     # so sums never carry into the next word).
-    value = int.from_bytes(sorted_q, "little")
     after = value >> 32
     bounds = _native(array("I", (value + after).to_bytes(4 * size, "little")))
     bounds[-1] = points[-1] + points[0] + _QSPACE
