@@ -127,21 +127,25 @@ def test_tokens_keep_increasing_across_the_deletion_of_the_lock_znode(
 def test_contenders_racing_the_cleanup_keep_exclusion_and_increasing_tokens(
     make_backend: MakeBackend, key_prefix: str
 ) -> None:
-    """Four sessions lock one name with immediate cleanup and pauses in between, so the lock
-    znode is deleted and re-created many times while others are enrolling."""
+    """Four sessions lock one name in rounds with immediate cleanup: the last releaser of each
+    round deletes the lock znode while the next round's contenders are already enrolling."""
     backends = [make_backend() for _ in range(4)]
+    rounds = 20
     inside = 0
     grants: list[int] = []
     incarnations: set[int] = set()
     errors: list[BaseException] = []
     guard = threading.Lock()
+    barrier = threading.Barrier(len(backends), timeout=60)
 
     def worker(backend: ZooKeeperBackend, seed: int) -> None:
         nonlocal inside
         rng = random.Random(seed)
         lock = ZooKeeperLock("race", backend=backend, prefix=key_prefix, cleanup_delay=0)
         try:
-            for _ in range(20):
+            for _ in range(rounds):
+                barrier.wait()
+                time.sleep(rng.uniform(0, 0.004))  # vary who races whom
                 with lock as lease:
                     with guard:
                         inside += 1
@@ -151,17 +155,17 @@ def test_contenders_racing_the_cleanup_keep_exclusion_and_increasing_tokens(
                     incarnations.add(backend.request("exists", lock.path).czxid)
                     with guard:
                         inside -= 1
-                time.sleep(rng.uniform(0, 0.01))  # let the lock znode go idle now and then
         except BaseException as exc:
             errors.append(exc)
+            barrier.abort()
 
     threads = [threading.Thread(target=worker, args=(b, i)) for i, b in enumerate(backends)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(60)
+        thread.join(120)
     assert not errors, errors
-    assert len(grants) == 80
+    assert len(grants) == rounds * len(backends)
     assert len(incarnations) > 1  # the lock znode really was deleted and re-created meanwhile
     assert wait_until(lambda: children(backends[0], f"/{key_prefix}") == [])
 
@@ -354,3 +358,41 @@ def test_a_collected_lease_finalizer_never_takes_the_session_lock(
     assert wait_until(lambda: not exists(zookeeper_backend, node))  # freed by the heartbeat
     assert wait_until(lambda: not exists(zookeeper_backend, lock.path))
     assert lock.pending_cleanups() == 0
+
+
+def test_the_client_that_deleted_the_lock_znode_recreates_it_in_one_round_trip(
+    zookeeper_backend: ZooKeeperBackend, key_prefix: str
+) -> None:
+    lock = ZooKeeperLock("cron", backend=zookeeper_backend, prefix=key_prefix, cleanup_delay=0)
+    client = zookeeper_backend.client
+    multis: list[int] = []
+    real = client.transaction
+
+    def counting() -> Any:
+        multis.append(1)
+        return real()
+
+    client.transaction = counting
+    try:
+        first = lock.acquire(timeout=5)
+        first.release()
+        assert wait_until(lambda: not exists(zookeeper_backend, lock.path))
+        assert wait_until(lambda: lock.path in lock._session._gone)
+        multis.clear()
+        second = lock.acquire(timeout=5)  # knows the znode is gone: one multi re-creates it
+        assert len(multis) == 1
+        assert second.token > first.token
+        second.release()
+        assert wait_until(lambda: not exists(zookeeper_backend, lock.path))
+        # Someone else re-creates it meanwhile: the hint is wrong, the acquire still works.
+        other = ZooKeeperLock("cron", backend=zookeeper_backend, prefix=key_prefix)
+        assert wait_until(lambda: lock.path in lock._session._gone)
+        zookeeper_backend.request("create", lock.path, b"")
+        multis.clear()
+        third = lock.acquire(timeout=5)
+        assert len(multis) == 2  # NodeExists, then a plain enrollment
+        assert third.token > second.token
+        third.release()
+        other.close()
+    finally:
+        client.transaction = real

@@ -156,6 +156,13 @@ def test_missing_parent_is_recreated_in_the_enrolling_transaction() -> None:
     assert gen.send(None) == Enroll(PARENT, prefix)
 
 
+def test_a_client_that_deleted_the_parent_starts_by_recreating_it() -> None:
+    gen = acquire_protocol(PARENT, OWNER, wait=True, parent_missing=True)
+    prefix = contender_prefix(OWNER)
+    assert next(gen) == Enroll(PARENT, prefix, create_parent=True)
+    assert gen.throw(ParentExists()) == Enroll(PARENT, prefix)  # a wrong guess: enroll as usual
+
+
 def test_a_grant_after_recreating_the_parent_carries_the_multi_zxid() -> None:
     gen, _ = start()
     gen.throw(ParentMissing())

@@ -10,8 +10,9 @@ driver, so its ``*_async`` results are bridged to asyncio futures with
 
 Round trips: an uncontended ``acquire`` + ``release`` costs two (one ``multi`` that enrolls and
 reads the fencing token, one ``delete``); a contended acquire adds one ``getChildren`` and one
-``exists`` watch per change of predecessor. The first acquire after the lock znode was deleted as
-idle adds one round trip (the failed ``multi``, then one that also re-creates the lock znode).
+``exists`` watch per change of predecessor. After the lock znode was deleted as idle, the client
+that deleted it re-creates it in its next enrolling ``multi`` (no extra round trip); any other
+client's first acquire adds one (its plain ``multi`` fails, then one re-creates the znode).
 
 Guarantees:
 
@@ -122,6 +123,8 @@ _READ_RETRIES = 3
 DEFAULT_CLEANUP_DELAY = 1.0
 #: At most this long is spent at interpreter exit deleting idle lock znodes.
 _EXIT_FLUSH_SECONDS = 2.0
+#: How many lock znodes this client remembers having deleted (enrollment hints).
+_GONE_HINTS = 4096
 
 
 def _resolve(backend: object) -> tuple[ZooKeeperBackend, bool]:
@@ -215,6 +218,8 @@ class _Session:
         self._idle: dict[str, float] = {}
         #: idle lock znodes whose deletion failed with the connection (retried on reconnect).
         self._undeleted: set[str] = set()
+        #: lock znodes this client deleted (oldest first; bounded): hints for the next enroll.
+        self._gone: dict[str, bool] = {}
         #: Leases collected without release() (queued by their finalizer, see _collected).
         self._collected_leases: queue.SimpleQueue[tuple[int, str, str, str, float | None]] = (
             queue.SimpleQueue()
@@ -404,12 +409,17 @@ class _Session:
 
     # -- idle lock znodes ----------------------------------------------------------------------
 
-    def enter(self, parent: str) -> None:
-        """An acquire of this client starts using the lock znode ``parent``."""
+    def enter(self, parent: str) -> bool:
+        """An acquire of this client starts using the lock znode ``parent``.
+
+        Returns whether this client deleted ``parent`` as idle since it last used it (so it is
+        probably gone and the enrollment should re-create it right away).
+        """
         self._drain_collected()
         with self._lock:
             self._active[parent] = self._active.get(parent, 0) + 1
             self._idle.pop(parent, None)
+            return self._gone.pop(parent, False)
 
     def leave(self, parent: str, delay: float | None) -> None:
         """An acquire or lease of this client stops using ``parent``.
@@ -451,13 +461,19 @@ class _Session:
         try:
             result.get(block=False)
         except (kexc.NotEmptyError, kexc.NoNodeError):
-            pass  # someone holds or waits (they delete it later), or it is already gone
+            deleted = False  # someone holds or waits (they delete it later), or it was gone
         except Exception:
             with self._lock:
                 self._undeleted.add(parent)
             return
+        else:
+            deleted = True
         with self._lock:
             self._undeleted.discard(parent)
+            if deleted and parent not in self._active:
+                if len(self._gone) >= _GONE_HINTS:
+                    del self._gone[next(iter(self._gone))]
+                self._gone[parent] = True
 
     def _retry_undeleted(self) -> None:
         with self._lock:
@@ -674,12 +690,14 @@ class _Attempt:
 
     __slots__ = ("confirmed", "gen", "losses", "node", "owner", "parent", "session")
 
-    def __init__(self, parent: str, session: _Session, *, wait: bool) -> None:
+    def __init__(
+        self, parent: str, session: _Session, *, wait: bool, parent_missing: bool = False
+    ) -> None:
         self.parent = parent
         self.session = session
         self.owner = secrets.token_hex(16)
         self.gen: Generator[Action, object, Outcome] = acquire_protocol(
-            parent, self.owner, wait=wait
+            parent, self.owner, wait=wait, parent_missing=parent_missing
         )
         self.node: str | None = None
         #: Lock-clock time just before the last request the server answered.
@@ -1020,9 +1038,9 @@ class ZooKeeperLock(_ZooKeeperLockBase):
 
     def _run(self, *, wait: bool, timeout: object) -> Lease | None:
         deadline = self._deadline(timeout)
-        self._session.enter(self._parent)
+        missing = self._session.enter(self._parent)
         try:
-            lease = self._attempt(wait, deadline, timeout)
+            lease = self._attempt(wait, deadline, timeout, missing)
         except BaseException:
             self._session.leave(self._parent, self.cleanup_delay)
             raise
@@ -1030,9 +1048,11 @@ class ZooKeeperLock(_ZooKeeperLockBase):
             self._session.leave(self._parent, self.cleanup_delay)
         return lease  # the lease leaves when it is released, lost or collected
 
-    def _attempt(self, wait: bool, deadline: float | None, timeout: object) -> Lease | None:
+    def _attempt(
+        self, wait: bool, deadline: float | None, timeout: object, missing: bool
+    ) -> Lease | None:
         backend = self._backend
-        attempt = _Attempt(self._parent, self._session, wait=wait)
+        attempt = _Attempt(self._parent, self._session, wait=wait, parent_missing=missing)
         wake = threading.Event()
         self._session.add_waker(wake.set)
 
@@ -1185,9 +1205,9 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
 
     async def _run(self, *, wait: bool, timeout: object) -> AsyncLease | None:  # noqa: ASYNC109
         deadline = self._deadline(timeout)
-        self._session.enter(self._parent)
+        missing = self._session.enter(self._parent)
         try:
-            lease = await self._attempt(wait, deadline, timeout)
+            lease = await self._attempt(wait, deadline, timeout, missing)
         except BaseException:  # also a cancellation
             self._session.leave(self._parent, self.cleanup_delay)
             raise
@@ -1200,9 +1220,10 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
         wait: bool,
         deadline: float | None,
         timeout: object,  # noqa: ASYNC109
+        missing: bool,
     ) -> AsyncLease | None:
         loop = asyncio.get_running_loop()
-        attempt = _Attempt(self._parent, self._session, wait=wait)
+        attempt = _Attempt(self._parent, self._session, wait=wait, parent_missing=missing)
         wake = asyncio.Event()
 
         def wake_threadsafe() -> None:

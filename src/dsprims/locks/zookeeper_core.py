@@ -292,13 +292,18 @@ class Busy:
 Outcome = Granted | Busy
 
 
-def acquire_protocol(parent: str, owner: str, *, wait: bool) -> Generator[Action, object, Outcome]:
+def acquire_protocol(
+    parent: str, owner: str, *, wait: bool, parent_missing: bool = False
+) -> Generator[Action, object, Outcome]:
     """The acquire protocol as a generator of actions (see the module docstring).
 
     Args:
         parent: the lock znode path.
         owner: the random owner id put in the contender node name.
         wait: wait for the predecessors (``acquire``) or give up at once (``try_acquire``).
+        parent_missing: the lock znode is probably gone (this client deleted it as idle):
+            start with the enrollment that re-creates it, saving the failed first one. A wrong
+            guess costs what a right one saves (``ParentExists``, then a plain enrollment).
 
     Yields:
         Actions for the driver; each ``send`` returns the action's result.
@@ -309,7 +314,7 @@ def acquire_protocol(parent: str, owner: str, *, wait: bool) -> Generator[Action
     """
     prefix = contender_prefix(owner)
     restarts = races = 0
-    create_parent = False
+    create_parent = parent_missing
     while True:
         try:
             enrolled = yield Enroll(parent, prefix, create_parent)
