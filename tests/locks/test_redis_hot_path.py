@@ -311,3 +311,22 @@ async def test_aclose_closes_only_clients_made_from_urls(
         await passed.aclose()
     _wait_for_connections(admin, before)
     admin.close()
+
+
+def test_small_or_blocking_pools_keep_no_connection(redis_server: Any, key_prefix: str) -> None:
+    # A lock must never sit on a connection that the client's other users may be waiting for:
+    # with a one-connection blocking pool, the lock and plain commands take turns.
+    pools = [
+        redis.BlockingConnectionPool(port=redis_server.port, max_connections=1, timeout=2),  # type: ignore[no-untyped-call]
+        redis.ConnectionPool(port=redis_server.port, max_connections=2),
+    ]
+    for pool in pools:
+        client = redis.Redis(connection_pool=pool)
+        lock = RedisLock("small", backend=RedisBackend(client), prefix=key_prefix)
+        assert lock._store._direct is not None  # type: ignore[attr-defined]
+        for _ in range(3):
+            lease = lock.acquire(timeout=1)
+            assert client.ping()  # the only connection is free again
+            lease.release()
+        assert _direct._SYNC_IDLE[pool] == []
+        client.close()

@@ -9,7 +9,10 @@ sent on a connection taken from a small stack of connections borrowed from the c
 
 * the connections stay the pool's: they are counted as in use, ``client.close()`` disconnects
   them, and one stack per pool is shared by every lock on that client (at most
-  :data:`IDLE_PER_POOL` kept), so locks made per request borrow nothing for good;
+  :data:`IDLE_PER_POOL` kept), so locks made per request borrow nothing for good; a blocking,
+  custom (e.g. Sentinel) or small pool (fewer than :data:`MIN_POOL_FOR_IDLE` connections) keeps
+  none, so the lock never holds a connection its other users may be waiting for: each call
+  then borrows from and returns to the pool;
 * a connection is reused as is only after a complete reply (an error reply included); any
   other failure disconnects it first (the next use reconnects), so a late or partial reply is
   never read by the next call (which is what the pool's readiness ``poll`` guards against);
@@ -35,6 +38,8 @@ __all__ = ["AsyncDirect", "Direct", "async_direct", "direct", "pack_head", "pack
 
 #: Connections kept ready per pool (beyond those in flight).
 IDLE_PER_POOL = 2
+#: Smallest ``max_connections`` of a pool from which connections are kept ready.
+MIN_POOL_FOR_IDLE = 32
 
 _SYNC_IDLE: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 _ASYNC_IDLE: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
@@ -69,6 +74,11 @@ def pack_tail(args: Sequence[str | bytes]) -> bytes:
     return b"".join(_bulk(a if isinstance(a, bytes) else a.encode()) for a in args)
 
 
+def _idle_cap(pool: Any, plain: type) -> int:
+    limit = getattr(pool, "max_connections", 0) or 0
+    return IDLE_PER_POOL if type(pool) is plain and limit >= MIN_POOL_FOR_IDLE else 0
+
+
 def _eligible(client: Any, base: Any) -> bool:
     pool = getattr(client, "connection_pool", None)
     return (
@@ -83,10 +93,13 @@ def _eligible(client: Any, base: Any) -> bool:
 class Direct:
     """The sync hot path over one ``redis.Redis`` client's pool."""
 
-    __slots__ = ("_idle", "_pool")
+    __slots__ = ("_cap", "_idle", "_pool")
 
     def __init__(self, pool: Any) -> None:
+        import redis
+
         self._pool = pool
+        self._cap = _idle_cap(pool, redis.ConnectionPool)
         idle = _SYNC_IDLE.get(pool)
         if idle is None:
             idle = _SYNC_IDLE[pool] = []
@@ -125,7 +138,7 @@ class Direct:
         should_reconnect = getattr(conn, "should_reconnect", None)
         if should_reconnect is not None and should_reconnect():
             conn.disconnect()
-        if len(self._idle) < IDLE_PER_POOL:
+        if len(self._idle) < self._cap:
             self._idle.append(conn)
         else:
             self._pool.release(conn)
@@ -144,10 +157,13 @@ def direct(backend: Any) -> Direct | None:
 class AsyncDirect:
     """The asyncio hot path over one ``redis.asyncio.Redis`` client's pool."""
 
-    __slots__ = ("_idle", "_pool")
+    __slots__ = ("_cap", "_idle", "_pool")
 
     def __init__(self, pool: Any) -> None:
+        import redis.asyncio
+
         self._pool = pool
+        self._cap = _idle_cap(pool, redis.asyncio.ConnectionPool)
         idle = _ASYNC_IDLE.get(pool)
         if idle is None:
             idle = _ASYNC_IDLE[pool] = []
@@ -209,7 +225,7 @@ class AsyncDirect:
         should_reconnect = getattr(conn, "should_reconnect", None)
         if should_reconnect is not None and should_reconnect():
             await conn.disconnect()
-        if len(self._idle) < IDLE_PER_POOL:
+        if len(self._idle) < self._cap:
             self._idle.append(conn)
         else:
             await self._pool.release(conn)
