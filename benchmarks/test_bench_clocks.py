@@ -11,12 +11,14 @@ Goals (issue 6), as the largest acceptable ``ours / row`` ratio:
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import hlcpy
 import pytest
 from vectorclock import vectorclock as vc_peer
 
+from benchmarks.conftest import Contender
 from dsprims import HLCTimestamp, HybridLogicalClock, LamportClock, VectorClock
 
 # Sub-microsecond operations: half a second per row is plenty and keeps the file under a minute
@@ -25,33 +27,24 @@ pytestmark = pytest.mark.benchmark(max_time=0.4)
 
 # -- HLC -----------------------------------------------------------------------------------------
 
+# The goal groups run their rows interleaved (the ``compare`` fixture: alternating batches of
+# back-to-back calls, ratios are medians of per-round ratios), so the machine's load hits every
+# row alike. Rows taking arguments are ``functools.partial`` objects (C code: no extra frame).
 NOW = "clocks: HLC now() (thread-safe)"
 UPDATE = "clocks: HLC update(remote) (thread-safe)"
 
-# Every row of the two HLC groups runs the same loop: ROUNDS timed rounds of ITERATIONS calls
-# each, the timer read once per round. Left to its calibration, pytest-benchmark settles on 1
-# call per round for a row whose first call happened to be slow (cold caches, a busy machine)
-# and on 100 for the floor, so the ours row alone paid a timer read per call.
-ITERATIONS = 200
-ROUNDS = 400
 
-
-def _run(benchmark: Any, fn: Any, *args: Any) -> None:
-    benchmark.pedantic(fn, args=args, iterations=ITERATIONS, rounds=ROUNDS, warmup_rounds=5)
-
-
-def test_hlc_now_ours(mark: Any) -> None:
+def test_hlc_now(compare: Any) -> None:
     clock = HybridLogicalClock()
-    _run(mark(NOW, "ours", "HybridLogicalClock.now"), clock.now)
-
-
-def test_hlc_now_floor(mark: Any) -> None:
-    _run(mark(NOW, "floor", "time.time_ns()", goal=6.0), time.time_ns)
-
-
-def test_hlc_now_hlcpy(mark: Any) -> None:
-    clock = hlcpy.HLC.from_now()
-    _run(mark(NOW, "peer", "hlcpy HLC.sync"), clock.sync)
+    peer = hlcpy.HLC.from_now()
+    compare(
+        NOW,
+        [
+            Contender("ours", "HybridLogicalClock.now", clock.now),
+            Contender("floor", "time.time_ns()", time.time_ns, goal=6.0),
+            Contender("peer", "hlcpy HLC.sync", peer.sync),
+        ],
+    )
 
 
 def _remote() -> HLCTimestamp:
@@ -59,19 +52,18 @@ def _remote() -> HLCTimestamp:
     return HLCTimestamp(time.time_ns() - 1_000_000, 3)
 
 
-def test_hlc_update_ours(mark: Any) -> None:
+def test_hlc_update(compare: Any) -> None:
     clock = HybridLogicalClock()
-    _run(mark(UPDATE, "ours", "HybridLogicalClock.update"), clock.update, _remote())
-
-
-def test_hlc_update_floor(mark: Any) -> None:
-    _run(mark(UPDATE, "floor", "time.time_ns()", goal=9.0), time.time_ns)
-
-
-def test_hlc_update_hlcpy(mark: Any) -> None:
-    clock = hlcpy.HLC.from_now()
-    remote = hlcpy.HLC(time.time_ns() - 1_000_000, 3)
-    _run(mark(UPDATE, "peer", "hlcpy HLC.merge (no skew guard)"), clock.merge, remote)
+    peer = hlcpy.HLC.from_now()
+    peer_remote = hlcpy.HLC(time.time_ns() - 1_000_000, 3)
+    compare(
+        UPDATE,
+        [
+            Contender("ours", "HybridLogicalClock.update", partial(clock.update, _remote())),
+            Contender("floor", "time.time_ns()", time.time_ns, goal=9.0),
+            Contender("peer", "hlcpy HLC.merge (no skew guard)", partial(peer.merge, peer_remote)),
+        ],
+    )
 
 
 ENCODE = "clocks: HLC timestamp encode + decode"
@@ -134,38 +126,66 @@ def _peer_merge(a: Any, b: Any) -> Any:
     return out
 
 
-for _n in (3, 100):
+def test_vector_merge_3_ours(mark: Any) -> None:
+    a, b = _pair(3)
+    mark("clocks: vector merge (3 entries)", "ours", "VectorClock.merge")(
+        VectorClock(a).merge, VectorClock(b)
+    )
 
-    def _merge_ours(mark: Any, n: int = _n) -> None:
-        a, b = _pair(n)
-        mark(f"clocks: vector merge ({n} entries)", "ours", "VectorClock.merge")(
-            VectorClock(a).merge, VectorClock(b)
-        )
 
-    def _merge_peer(mark: Any, n: int = _n) -> None:
-        a, b = _pair(n)
-        goal = 0.25 if n == 100 else None
-        mark(
-            f"clocks: vector merge ({n} entries)", "peer", "vectorclock 0.5 (merge via API)", goal
-        )(_peer_merge, vc_peer.VectorClock(a), vc_peer.VectorClock(b))
+def test_vector_merge_3_peer(mark: Any) -> None:
+    a, b = _pair(3)
+    mark("clocks: vector merge (3 entries)", "peer", "vectorclock 0.5 (merge via API)")(
+        _peer_merge, vc_peer.VectorClock(a), vc_peer.VectorClock(b)
+    )
 
-    def _compare_ours(mark: Any, n: int = _n) -> None:
-        a, b = _before_pair(n)
-        mark(f"clocks: vector compare ({n} entries)", "ours", "VectorClock.compare")(
-            VectorClock(a).compare, VectorClock(b)
-        )
 
-    def _compare_peer(mark: Any, n: int = _n) -> None:
-        a, b = _before_pair(n)
-        goal = 0.25 if n == 100 else None
-        mark(f"clocks: vector compare ({n} entries)", "peer", "vectorclock 0.5 compare", goal)(
-            vc_peer.VectorClock(a).compare, vc_peer.VectorClock(b), False
-        )
+def test_vector_compare_3_ours(mark: Any) -> None:
+    a, b = _before_pair(3)
+    mark("clocks: vector compare (3 entries)", "ours", "VectorClock.compare")(
+        VectorClock(a).compare, VectorClock(b)
+    )
 
-    globals()[f"test_vector_merge_{_n}_ours"] = _merge_ours
-    globals()[f"test_vector_merge_{_n}_peer"] = _merge_peer
-    globals()[f"test_vector_compare_{_n}_ours"] = _compare_ours
-    globals()[f"test_vector_compare_{_n}_peer"] = _compare_peer
+
+def test_vector_compare_3_peer(mark: Any) -> None:
+    a, b = _before_pair(3)
+    mark("clocks: vector compare (3 entries)", "peer", "vectorclock 0.5 compare")(
+        vc_peer.VectorClock(a).compare, vc_peer.VectorClock(b), False
+    )
+
+
+def test_vector_merge_100(compare: Any) -> None:
+    a, b = _pair(100)
+    compare(
+        "clocks: vector merge (100 entries)",
+        [
+            Contender("ours", "VectorClock.merge", partial(VectorClock(a).merge, VectorClock(b))),
+            Contender(
+                "peer",
+                "vectorclock 0.5 (merge via API)",
+                partial(_peer_merge, vc_peer.VectorClock(a), vc_peer.VectorClock(b)),
+                goal=0.25,
+            ),
+        ],
+    )
+
+
+def test_vector_compare_100(compare: Any) -> None:
+    a, b = _before_pair(100)
+    compare(
+        "clocks: vector compare (100 entries)",
+        [
+            Contender(
+                "ours", "VectorClock.compare", partial(VectorClock(a).compare, VectorClock(b))
+            ),
+            Contender(
+                "peer",
+                "vectorclock 0.5 compare",
+                partial(vc_peer.VectorClock(a).compare, vc_peer.VectorClock(b), False),
+                goal=0.25,
+            ),
+        ],
+    )
 
 
 # One clock knows a node the other has not heard of yet: the realigning path.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from dsprims import ClockSkewError, ConfigurationError, HLCTimestamp, HybridLogicalClock
 from dsprims import ManualClock as _ManualClock
 from dsprims.clocks import MAX_LOGICAL, MAX_WALL_NS, Stamped, hlc_receive, hlc_send
+from dsprims.clocks.hlc import _Mutex
 
 
 def ManualClock(wall_ns: int) -> _ManualClock:  # noqa: N802 - reads like the constructor
@@ -505,8 +507,6 @@ def test_stats_of_a_fresh_clock() -> None:
 
 def test_default_clock_is_read_through_time_ns_itself() -> None:
     # The hot path calls the C function directly: no Python frame between now() and the clock.
-    import time
-
     assert HybridLogicalClock()._time_ns is time.time_ns
 
 
@@ -531,3 +531,77 @@ def test_state_reads_back_after_common_and_general_paths() -> None:
         repr(clock)
         == "HybridLogicalClock(last=HLCTimestamp(wall_ns=20, logical=9), max_offset=0.0)"
     )
+
+
+class _YieldingClock(_ManualClock):
+    """A frozen wall clock whose every reading hands the GIL to another thread."""
+
+    def time_ns(self) -> int:
+        time.sleep(0)
+        return 1_700_000_000_000_000_000
+
+
+def test_threads_preempted_inside_the_lock_wait_and_still_get_unique_timestamps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each reading of the clock yields while the token is held, so other threads find it gone
+    # and block in _Mutex.wait: the contended path, counted to prove it ran.
+    waits = itertools.count()
+    real_wait = _Mutex.wait
+
+    def counting_wait(self: _Mutex) -> None:
+        next(waits)
+        real_wait(self)
+
+    monkeypatch.setattr(_Mutex, "wait", counting_wait)
+    clock = HybridLogicalClock(clock=_YieldingClock())
+    per_thread = 1_500
+    results: list[list[HLCTimestamp]] = [[] for _ in range(8)]
+    barrier = threading.Barrier(8)
+
+    def work(k: int, out: list[HLCTimestamp]) -> None:
+        barrier.wait()
+        remote = HLCTimestamp(1_700_000_000_000_000_000, 0)
+        for i in range(per_thread):
+            out.append(clock.update(remote) if (i + k) % 4 == 0 else clock.now())
+
+    threads = [threading.Thread(target=work, args=(k, out)) for k, out in enumerate(results)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [t for out in results for t in out]
+    assert len(set(everything)) == 8 * per_thread
+    for out in results:
+        assert all(a < b for a, b in itertools.pairwise(out))
+    # Frozen physical time: every event got the next counter value, none twice, none skipped
+    # (from 0 if a now() came first, from 1 if an update of (pt, 0) did).
+    logicals = sorted(t.logical for t in everything)
+    assert logicals[0] in (0, 1)
+    assert logicals == list(range(logicals[0], logicals[0] + 8 * per_thread))
+    assert clock.stats().last == max(everything)
+    assert next(waits) > 0
+
+
+def test_mutex_excludes_a_read_modify_write_under_contention() -> None:
+    mutex = _Mutex()
+    shared = {"count": 0}
+    per_thread = 400
+
+    def work() -> None:
+        for _ in range(per_thread):
+            with mutex:
+                seen = shared["count"]
+                time.sleep(0)  # another thread runs while the token is out
+                shared["count"] = seen + 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shared["count"] == 8 * per_thread
+    assert not mutex.waiters  # every waiter deregistered
+    mutex.pop()  # the token is back, exactly once
+    with pytest.raises(IndexError):
+        mutex.pop()
