@@ -5,6 +5,9 @@ stdin, then print ``LOST <bool>``, try a fenced write (``WRITE ok|stale``) throu
 ``FencedStore`` on RESOURCE (``zk``: the lock's own ZooKeeper; else a backend URL, e.g. Redis)
 and a release (``RELEASE ok|lost``).
 
+``idle-exit URL PREFIX``: lock and release with ``cleanup_delay=60`` and exit at once, leaving
+the lock znode's deletion to the interpreter-exit flush; print ``IDLE <lock znode>``.
+
 ``count URL PREFIX SECONDS``: read-modify-write a counter znode under the lock until SECONDS
 have passed; print ``DONE <increments> <seconds the loop ran>``. The lock deletes its lock znode
 as soon as this process stops using it (``cleanup_delay=0``), so the contenders also race the
@@ -76,11 +79,22 @@ def count(url: str, prefix: str, seconds: float) -> None:
     backend.close()
 
 
+def idle_exit(url: str, prefix: str) -> None:
+    """Lock and release with a long ``cleanup_delay``, then exit without ``close()``."""
+    backend = backend_from_url(url, timeout=2.0)
+    assert isinstance(backend, ZooKeeperBackend)
+    lock = ZooKeeperLock("at-exit", backend=backend, prefix=prefix, cleanup_delay=60)
+    lock.acquire(timeout=10).release()
+    print(f"IDLE {lock.path}", flush=True)  # the interpreter-exit flush deletes it
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "hold":
         hold(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "count":
         count(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif mode == "idle-exit":
+        idle_exit(sys.argv[2], sys.argv[3])
     else:
         raise SystemExit(f"unknown mode {mode}")

@@ -172,6 +172,21 @@ def test_a_killed_holder_is_noticed_within_the_session_timeout_without_polling(
         finish(child)
 
 
+def test_interpreter_exit_deletes_idle_lock_znodes(
+    zookeeper_server: ZooKeeperServerProcess, make_backend: MakeBackend, key_prefix: str
+) -> None:
+    child = spawn("idle-exit", zookeeper_server.url, key_prefix)
+    try:
+        idle, path = line(child).split()
+        assert idle == "IDLE"
+        assert child.wait(30) == 0
+    finally:
+        finish(child)
+    backend = make_backend()
+    assert backend.request("exists", path) is None  # deleted at exit, not 60 s later
+    assert children(backend, f"/{key_prefix}") == []
+
+
 def test_tokens_keep_increasing_across_a_kill_and_restart(
     zookeeper_server: ZooKeeperServerProcess, make_backend: MakeBackend, key_prefix: str
 ) -> None:

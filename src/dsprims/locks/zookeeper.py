@@ -447,7 +447,12 @@ class _Session:
             self._delete_parent(client, parent)
 
     def _delete_parent(self, client: KazooClient, parent: str) -> Any:
-        """Delete the lock znode if it has no children (fire and forget); the kazoo result."""
+        """Delete the lock znode if it has no children (fire and forget); the kazoo result.
+
+        No version check: ``NotEmpty`` alone keeps every contender's node safe, and a version
+        remembered from this client's last enrollment could be stale (others enrolled and left
+        since), which would make the last user's delete fail and leak the znode.
+        """
         try:
             result = client.delete_async(parent)
         except _DRIVER_ERRORS:
