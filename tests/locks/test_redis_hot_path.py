@@ -330,3 +330,26 @@ def test_small_or_blocking_pools_keep_no_connection(redis_server: Any, key_prefi
             lease.release()
         assert _direct._SYNC_IDLE[pool] == []
         client.close()
+
+
+def _acquire_into(lock: RedisLock, got: list[Any]) -> None:
+    got.append(lock.acquire(timeout=5))
+
+
+def test_hot_path_with_decoded_replies(redis_server: Any, key_prefix: str) -> None:
+    # The packed commands and the reply handling work whether the client decodes replies or not,
+    # including the queued reply ([wait, ticket]) and a wake-up of the queued waiter.
+    for decode in (True, False):
+        client = redis_server.client(decode_responses=decode)
+        lock = RedisLock(f"dec{decode}", backend=RedisBackend(client), prefix=key_prefix)
+        assert lock._store._direct is not None  # type: ignore[attr-defined]
+        holder = lock.acquire()
+        got: list[Any] = []
+        waiter = threading.Thread(target=_acquire_into, args=(lock, got))
+        waiter.start()
+        time.sleep(0.05)
+        holder.release()
+        waiter.join()
+        assert got[0].token > holder.token
+        got[0].release()
+        client.close()
