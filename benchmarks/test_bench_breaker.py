@@ -7,13 +7,12 @@ Goals (issue 5), read as the largest acceptable ``ours / this`` ratio:
 * a rejection while OPEN costs <= 0.3x pybreaker's rejection.
 
 Every row runs the whole protected call of a function that returns at once, so the numbers are
-the breakers' overheads plus one bare call (the "floor" row). Sync rows time 100 calls per
-round and report the mean per call, so the timer's own cost does not blur the ratios, and
-exceptions are caught with try/except (``contextlib.suppress`` would cost more than a
-rejection). Two extra groups show the costs off the fastest path: a window that holds
-failures (every success takes the lock and updates the ring) and a time window (every call
-also reads the clock). Fleet mode on Redis is compared
-with pybreaker's Redis storage: a successful call in CLOSED costs no round trip.
+the breakers' overheads plus one bare call (the "floor" row). Goal groups run interleaved
+(``compare``), and exceptions are caught with try/except (``contextlib.suppress`` would cost
+more than a rejection). Two extra groups show the costs off the fastest path: a window that
+holds failures (every success takes the lock and updates the ring) and a time window (every
+call also reads the clock). Fleet mode on Redis is compared with pybreaker's Redis storage: a
+successful call in CLOSED costs no round trip.
 """
 
 from __future__ import annotations
@@ -21,24 +20,20 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
+from functools import partial
 from typing import Any
 
 import aiobreaker
 import circuitbreaker
 import pybreaker
 
+from benchmarks.conftest import Contender
 from dsprims import AsyncCircuitBreaker, CircuitBreaker, CircuitOpenError
 
-ASYNC_BATCH = 200  # awaited calls per benchmark round, so the event loop's cost is amortised
-ITERATIONS = 100  # sync calls per timed round: a call costs about as much as reading the timer
-
-
-def _run(
-    benchmark: Any, fn: Any, *args: Any, iterations: int = ITERATIONS, rounds: int = 400
-) -> None:
-    # pedantic with iterations: the timer is read once per 100 calls and the mean divided, so
-    # the timer's own cost (which would be added to every row alike) does not compress ratios.
-    benchmark.pedantic(fn, args=args, iterations=iterations, rounds=rounds, warmup_rounds=5)
+# Every group with a goal runs its rows interleaved (the ``compare`` fixture: alternating
+# batches of back-to-back calls; ratios are medians of per-round ratios), so the machine's load
+# hits every row alike. A row calling ``b.call(work)`` is a ``functools.partial`` (C code: no
+# extra frame on either side).
 
 
 def work() -> int:
@@ -54,18 +49,17 @@ async def awork() -> int:
 CALL = "breaker: successful call, breaker.call(fn)"
 
 
-def test_call_ours(mark: Any) -> None:
-    b = CircuitBreaker("bench")
-    _run(mark(CALL, "ours", "dsprims CircuitBreaker.call"), b.call, work)
-
-
-def test_call_pybreaker(mark: Any) -> None:
-    b = pybreaker.CircuitBreaker(fail_max=5)
-    _run(mark(CALL, "peer", "pybreaker call", goal=0.35), b.call, work)
-
-
-def test_call_floor(mark: Any) -> None:
-    _run(mark(CALL, "floor", "bare call"), work)
+def test_call(compare: Any) -> None:
+    ours = CircuitBreaker("bench")
+    peer = pybreaker.CircuitBreaker(fail_max=5)
+    compare(
+        CALL,
+        [
+            Contender("ours", "dsprims CircuitBreaker.call", partial(ours.call, work)),
+            Contender("peer", "pybreaker call", partial(peer.call, work), goal=0.35),
+            Contender("floor", "bare call", work),
+        ],
+    )
 
 
 # -- successful call, decorator style ----------------------------------------------------------
@@ -73,19 +67,25 @@ def test_call_floor(mark: Any) -> None:
 DECO = "breaker: successful call, decorated function"
 
 
-def test_deco_ours(mark: Any) -> None:
-    fn = CircuitBreaker("bench")(work)
-    _run(mark(DECO, "ours", "dsprims @CircuitBreaker"), fn)
-
-
-def test_deco_circuitbreaker(mark: Any) -> None:
-    fn = circuitbreaker.CircuitBreaker(failure_threshold=5)(work)
-    _run(mark(DECO, "peer", "circuitbreaker @circuit (no locks)", goal=0.7), fn)
-
-
-def test_deco_pybreaker(mark: Any) -> None:
-    fn = pybreaker.CircuitBreaker(fail_max=5)(work)
-    _run(mark(DECO, "peer", "pybreaker @breaker", goal=0.35), fn)
+def test_deco(compare: Any) -> None:
+    compare(
+        DECO,
+        [
+            Contender("ours", "dsprims @CircuitBreaker", CircuitBreaker("bench")(work)),
+            Contender(
+                "peer",
+                "circuitbreaker @circuit (no locks)",
+                circuitbreaker.CircuitBreaker(failure_threshold=5)(work),
+                goal=0.7,
+            ),
+            Contender(
+                "peer",
+                "pybreaker @breaker",
+                pybreaker.CircuitBreaker(fail_max=5)(work),
+                goal=0.35,
+            ),
+        ],
+    )
 
 
 # -- successful call while the window holds failures -------------------------------------------
@@ -93,7 +93,7 @@ def test_deco_pybreaker(mark: Any) -> None:
 MIXED = "breaker: successful call, window holding failures (ring update under the lock)"
 
 
-def test_mixed_ours(mark: Any) -> None:
+def _mixed_ours() -> Any:
     b = CircuitBreaker("bench", failure_rate_threshold=1.0, minimum_calls=100)
     for _ in range(3):
         permit = b.try_acquire()
@@ -107,10 +107,10 @@ def test_mixed_ours(mark: Any) -> None:
             b.try_acquire().failure()
         return b.call(work)
 
-    _run(mark(MIXED, "ours", "dsprims call (+1 failure per 50)"), run)
+    return run
 
 
-def test_mixed_pybreaker(mark: Any) -> None:
+def _mixed_pybreaker() -> Any:
     b = pybreaker.CircuitBreaker(fail_max=10**9)
     calls = 0
 
@@ -127,20 +127,32 @@ def test_mixed_pybreaker(mark: Any) -> None:
                 pass
         return int(b.call(work))
 
-    _run(mark(MIXED, "peer", "pybreaker call (+1 failure per 50)", goal=0.35), run)
+    return run
+
+
+def test_mixed(compare: Any) -> None:
+    compare(
+        MIXED,
+        [
+            Contender("ours", "dsprims call (+1 failure per 50)", _mixed_ours()),
+            Contender("peer", "pybreaker call (+1 failure per 50)", _mixed_pybreaker(), 0.35),
+        ],
+    )
 
 
 TIMEWIN = "breaker: successful call, 60 s time window"
 
 
-def test_time_window_ours(mark: Any) -> None:
-    b = CircuitBreaker("bench", window_type="time", window_size=60)
-    _run(mark(TIMEWIN, "ours", "dsprims call, time window"), b.call, work)
-
-
-def test_time_window_pybreaker(mark: Any) -> None:
-    b = pybreaker.CircuitBreaker(fail_max=5)
-    _run(mark(TIMEWIN, "peer", "pybreaker call", goal=0.35), b.call, work)
+def test_time_window(compare: Any) -> None:
+    ours = CircuitBreaker("bench", window_type="time", window_size=60)
+    peer = pybreaker.CircuitBreaker(fail_max=5)
+    compare(
+        TIMEWIN,
+        [
+            Contender("ours", "dsprims call, time window", partial(ours.call, work)),
+            Contender("peer", "pybreaker call", partial(peer.call, work), goal=0.35),
+        ],
+    )
 
 
 # -- rejection while OPEN ------------------------------------------------------------------------
@@ -148,119 +160,126 @@ def test_time_window_pybreaker(mark: Any) -> None:
 REJECT = "breaker: rejection while OPEN"
 
 
-def test_reject_ours(mark: Any) -> None:
-    b = CircuitBreaker("bench")
-    b.transition_to_open()
-
+def _reject(call: Any, error: type[BaseException]) -> Any:
     def run() -> None:
         try:  # noqa: SIM105 - contextlib.suppress costs more than what is measured
-            b.call(work)
-        except CircuitOpenError:
+            call(work)
+        except error:
             pass
 
-    _run(mark(REJECT, "ours", "dsprims CircuitOpenError"), run)
+    return run
 
 
-def test_reject_pybreaker(mark: Any) -> None:
-    b = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
-    b.open()
-
-    def run() -> None:
-        try:  # noqa: SIM105 - contextlib.suppress costs more than what is measured
-            b.call(work)
-        except pybreaker.CircuitBreakerError:
-            pass
-
-    _run(mark(REJECT, "peer", "pybreaker CircuitBreakerError", goal=0.3), run)
-
-
-def test_reject_circuitbreaker(mark: Any) -> None:
+def test_reject(compare: Any) -> None:
+    ours = CircuitBreaker("bench")
+    ours.transition_to_open()
+    peer = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
+    peer.open()
     cb = circuitbreaker.CircuitBreaker(failure_threshold=1, recovery_timeout=3600)
 
     def fail() -> None:
         raise ValueError
 
-    guarded = cb(fail)
     try:  # noqa: SIM105 - contextlib.suppress costs more than what is measured
-        guarded()
+        cb(fail)()
     except ValueError:
         pass
-    fn = cb(work)
+    guarded = cb(work)
 
-    def run() -> None:
+    def cb_run() -> None:
         try:  # noqa: SIM105 - contextlib.suppress costs more than what is measured
-            fn()
+            guarded()
         except circuitbreaker.CircuitBreakerError:
             pass
 
-    _run(mark(REJECT, "peer", "circuitbreaker CircuitBreakerError"), run)
+    compare(
+        REJECT,
+        [
+            Contender("ours", "dsprims CircuitOpenError", _reject(ours.call, CircuitOpenError)),
+            Contender(
+                "peer",
+                "pybreaker CircuitBreakerError",
+                _reject(peer.call, pybreaker.CircuitBreakerError),
+                goal=0.3,
+            ),
+            Contender("peer", "circuitbreaker CircuitBreakerError", cb_run),
+        ],
+    )
 
 
 # -- asyncio -------------------------------------------------------------------------------------
 
-ASYNC = f"breaker: successful async call ({ASYNC_BATCH} awaited calls per round)"
+ASYNC = "breaker: successful async call"
 
 
-def _async_bench(benchmark: Any, call: Any) -> None:
+def test_async(compare: Any) -> None:
     loop = asyncio.new_event_loop()
-
-    async def batch() -> None:
-        for _ in range(ASYNC_BATCH):
-            await call()
-
     try:
-        benchmark(lambda: loop.run_until_complete(batch()))
+        compare(
+            ASYNC,
+            [
+                Contender("ours", "dsprims @AsyncCircuitBreaker", AsyncCircuitBreaker("b")(awork)),
+                Contender(
+                    "peer",
+                    "aiobreaker @breaker",
+                    aiobreaker.CircuitBreaker(fail_max=5)(awork),
+                    goal=0.35,
+                ),
+                Contender("floor", "bare await", awork),
+            ],
+            loop=loop,
+        )
     finally:
         loop.close()
 
 
-def test_async_ours(mark: Any) -> None:
-    fn = AsyncCircuitBreaker("bench")(awork)
-    _async_bench(mark(ASYNC, "ours", "dsprims @AsyncCircuitBreaker"), fn)
+AREJECT = "breaker: async rejection while OPEN"
 
 
-def test_async_aiobreaker(mark: Any) -> None:
-    b = aiobreaker.CircuitBreaker(fail_max=5)
-    fn = b(awork)
-    _async_bench(mark(ASYNC, "peer", "aiobreaker @breaker", goal=0.35), fn)
+def test_async_reject(compare: Any) -> None:
+    ours = AsyncCircuitBreaker("bench")
+    peer = aiobreaker.CircuitBreaker(fail_max=5, timeout_duration=datetime.timedelta(hours=1))
+    peer.open()
 
-
-def test_async_floor(mark: Any) -> None:
-    _async_bench(mark(ASYNC, "floor", "bare await"), awork)
-
-
-AREJECT = f"breaker: async rejection while OPEN ({ASYNC_BATCH} per round)"
-
-
-def test_async_reject_ours(mark: Any) -> None:
-    b = AsyncCircuitBreaker("bench")
-    asyncio.run(b.transition_to_open())
-
-    async def run() -> None:
+    async def run_ours() -> None:
         try:  # noqa: SIM105 - contextlib.suppress costs more than what is measured
-            await b.call(awork)
+            await ours.call(awork)
         except CircuitOpenError:
             pass
 
-    _async_bench(mark(AREJECT, "ours", "dsprims CircuitOpenError"), run)
-
-
-def test_async_reject_aiobreaker(mark: Any) -> None:
-    b = aiobreaker.CircuitBreaker(fail_max=5, timeout_duration=datetime.timedelta(hours=1))
-    b.open()
-
-    async def run() -> None:
+    async def run_peer() -> None:
         try:  # noqa: SIM105 - contextlib.suppress costs more than what is measured
-            await b.call_async(awork)
+            await peer.call_async(awork)
         except aiobreaker.CircuitBreakerError:
             pass
 
-    _async_bench(mark(AREJECT, "peer", "aiobreaker CircuitBreakerError", goal=0.3), run)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ours.transition_to_open())
+        compare(
+            AREJECT,
+            [
+                Contender("ours", "dsprims CircuitOpenError", run_ours),
+                Contender("peer", "aiobreaker CircuitBreakerError", run_peer, goal=0.3),
+            ],
+            loop=loop,
+        )
+    finally:
+        loop.close()
 
 
 # -- fleet mode on Redis ---------------------------------------------------------------------------
 
 FLEET = "breaker: successful call with shared state on Redis"
+ITERATIONS = 100  # calls per timed round: a call costs about as much as reading the timer
+
+
+def _run(
+    benchmark: Any, fn: Any, *args: Any, iterations: int = ITERATIONS, rounds: int = 400
+) -> None:
+    # pedantic with iterations: the timer is read once per 100 calls and the mean divided, so
+    # the timer's own cost (which would be added to every row alike) does not compress ratios.
+    benchmark.pedantic(fn, args=args, iterations=iterations, rounds=rounds, warmup_rounds=5)
 
 
 def test_fleet_ours(redis_server: Any, mark: Any) -> None:
