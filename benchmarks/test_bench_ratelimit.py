@@ -173,102 +173,92 @@ def test_log(compare: Any, live: int) -> None:
 RDS = "ratelimit: Redis try_acquire"
 
 
-def test_redis_ours(redis_server: Any, mark: Any) -> None:
-    backend = backend_from_url(redis_server.url)
-    bucket = TokenBucket(1e6, BIG, backend=backend, prefix=f"b{uuid.uuid4().hex[:8]}")
-    bucket.try_acquire("user-1")
-    mark(RDS, "ours", "dsprims TokenBucket")(bucket.try_acquire, "user-1")
-    backend.close()
-
-
-def test_redis_floor(redis_server: Any, mark: Any) -> None:
+def test_redis(redis_server: Any, compare: Any) -> None:
     backend = backend_from_url(redis_server.url)
     client = backend.client
     bucket = TokenBucket(1e6, BIG, backend=backend, prefix=f"b{uuid.uuid4().hex[:8]}")
     script = lua_script(SCRIPT)
     client.script_load(script.source)
     keys, args = bucket._redis_keys("user-1"), bucket._script_args(1, True)
-    mark(RDS, "floor", "bare redis-py evalsha (same script)", goal=1.2)(
-        client.evalsha, script.sha, len(keys), *keys, *args
-    )
-    backend.close()
-
-
-def test_redis_limits(redis_server: Any, mark: Any) -> None:
-    limiter = strategies.FixedWindowRateLimiter(storage.RedisStorage(redis_server.url))
+    fixed = strategies.FixedWindowRateLimiter(storage.RedisStorage(redis_server.url))
     item = RateLimitItemPerSecond(BIG)
-    mark(RDS, "peer", "limits fixed window (redis)")(limiter.hit, item, "user-1")
-
-
-def test_redis_throttled(redis_server: Any, mark: Any) -> None:
     throttle = Throttled(
         using="gcra",
         quota=rate_limiter.per_sec(BIG, burst=BIG),
         store=throttled_store.RedisStore(server=redis_server.url),
     )
-    mark(RDS, "peer", "throttled-py gcra (redis)")(throttle.limit, "user-1")
+    compare(
+        RDS,
+        [
+            Contender("ours", "dsprims TokenBucket", lambda: bucket.try_acquire("user-1")),
+            Contender(
+                "floor",
+                "bare redis-py evalsha (same script)",
+                lambda: client.evalsha(script.sha, len(keys), *keys, *args),
+                goal=1.2,
+            ),
+            Contender("peer", "limits fixed window (redis)", lambda: fixed.hit(item, "user-1")),
+            Contender("peer", "throttled-py gcra (redis)", lambda: throttle.limit("user-1")),
+        ],
+    )
+    backend.close()
 
 
 COMP = "ratelimit: Redis composite of 2 limits"
 
 
-def test_redis_composite_ours(redis_server: Any, mark: Any) -> None:
+def test_redis_composite(redis_server: Any, compare: Any) -> None:
     backend = backend_from_url(redis_server.url)
-    kw: dict[str, Any] = {"backend": backend, "prefix": f"b{uuid.uuid4().hex[:8]}"}
-    both = CompositeLimiter([TokenBucket(1e6, BIG, **kw), TokenBucket(1e5, BIG, **kw)])
-    both.try_acquire("user-1")
-    mark(COMP, "ours", "dsprims CompositeLimiter")(both.try_acquire, "user-1")
-    backend.close()
-
-
-def test_redis_composite_floor(redis_server: Any, mark: Any) -> None:
-    backend = backend_from_url(redis_server.url)
+    client = backend.client
     kw: dict[str, Any] = {"backend": backend, "prefix": f"b{uuid.uuid4().hex[:8]}"}
     both = CompositeLimiter([TokenBucket(1e6, BIG, **kw), TokenBucket(1e5, BIG, **kw)])
     keys, args = both._script([0, 1], ["user-1", "user-1"], 1, 1)
     script = lua_script(SCRIPT)
-    backend.client.script_load(script.source)
-    mark(COMP, "floor", "bare redis-py evalsha (same script)", goal=1.2)(
-        backend.client.evalsha, script.sha, len(keys), *keys, *args
+    client.script_load(script.source)
+    compare(
+        COMP,
+        [
+            Contender("ours", "dsprims CompositeLimiter", lambda: both.try_acquire("user-1")),
+            Contender(
+                "floor",
+                "bare redis-py evalsha (same script)",
+                lambda: client.evalsha(script.sha, len(keys), *keys, *args),
+                goal=1.2,
+            ),
+        ],
     )
     backend.close()
 
 
-# -- asyncio Redis: 50 sequential decisions per measured call ----------------------------------
+# -- asyncio Redis ------------------------------------------------------------------------------
 
-ASY = "ratelimit: async Redis try_acquire (x50)"
+ASY = "ratelimit: async Redis try_acquire"
 
 
-def _run_async(mark: Any, role: str, label: str, url: str, floor: bool) -> None:
+def test_async_redis(redis_server: Any, compare: Any) -> None:
     loop = asyncio.new_event_loop()
-    backend = async_backend_from_url(url)
+    backend = async_backend_from_url(redis_server.url)
     bucket = AsyncTokenBucket(1e6, BIG, backend=backend, prefix=f"b{uuid.uuid4().hex[:8]}")
     script = lua_script(SCRIPT)
     keys, args = bucket._redis_keys("user-1"), bucket._script_args(1, True)
+    loop.run_until_complete(backend.client.script_load(script.source))
 
     async def ours() -> None:
-        for _ in range(50):
-            await bucket.try_acquire("user-1")
+        await bucket.try_acquire("user-1")
 
     async def bare() -> None:
-        for _ in range(50):
-            await backend.client.evalsha(script.sha, len(keys), *keys, *args)
+        await backend.client.evalsha(script.sha, len(keys), *keys, *args)
 
-    loop.run_until_complete(backend.client.script_load(script.source))
-    body = bare if floor else ours
-    loop.run_until_complete(body())
-    goal = 1.2 if floor else None
-    mark(ASY, role, label, goal=goal)(lambda: loop.run_until_complete(body()))
+    compare(
+        ASY,
+        [
+            Contender("ours", "dsprims AsyncTokenBucket", ours),
+            Contender("floor", "bare redis.asyncio evalsha", bare, goal=1.2),
+        ],
+        loop=loop,
+    )
     loop.run_until_complete(backend.aclose())
     loop.close()
-
-
-def test_async_redis_ours(redis_server: Any, mark: Any) -> None:
-    _run_async(mark, "ours", "dsprims AsyncTokenBucket", redis_server.url, floor=False)
-
-
-def test_async_redis_floor(redis_server: Any, mark: Any) -> None:
-    _run_async(mark, "floor", "bare redis.asyncio evalsha", redis_server.url, floor=True)
 
 
 # -- blocking acquire --------------------------------------------------------------------------
