@@ -353,3 +353,17 @@ def test_hot_path_with_decoded_replies(redis_server: Any, key_prefix: str) -> No
         assert got[0].token > holder.token
         got[0].release()
         client.close()
+
+
+def test_borrowing_works_with_old_and_new_pool_signatures() -> None:
+    class OldPool:  # redis-py before 5.3: the command name is required
+        def get_connection(self, command_name: str, *keys: Any, **options: Any) -> str:
+            return command_name
+
+    class NewPool:  # redis-py 5.3+: no arguments (giving any warns)
+        def get_connection(self, command_name: str | None = None) -> str:
+            assert command_name is None
+            return "new"
+
+    assert _direct._borrow(OldPool())() == "EVALSHA"
+    assert _direct._borrow(NewPool())() == "new"

@@ -29,6 +29,7 @@ redis-py's per-command metrics (OpenTelemetry) do not see these calls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import weakref
 from collections.abc import Sequence
@@ -79,6 +80,21 @@ def _idle_cap(pool: Any, plain: type) -> int:
     return IDLE_PER_POOL if type(pool) is plain and limit >= MIN_POOL_FOR_IDLE else 0
 
 
+def _borrow(pool: Any) -> Any:
+    """``pool.get_connection`` as a call without arguments: redis-py before 5.3 requires the
+    command name, later versions warn when it is given."""
+    import inspect
+
+    get = pool.get_connection
+    try:
+        first = next(iter(inspect.signature(get).parameters.values()), None)
+    except (TypeError, ValueError):  # pragma: no cover - signature not introspectable
+        first = None
+    if first is not None and first.default is inspect.Parameter.empty:
+        return functools.partial(get, "EVALSHA")
+    return get
+
+
 def _eligible(client: Any, base: Any) -> bool:
     pool = getattr(client, "connection_pool", None)
     return (
@@ -93,12 +109,13 @@ def _eligible(client: Any, base: Any) -> bool:
 class Direct:
     """The sync hot path over one ``redis.Redis`` client's pool."""
 
-    __slots__ = ("_cap", "_idle", "_pool")
+    __slots__ = ("_borrow", "_cap", "_idle", "_pool")
 
     def __init__(self, pool: Any) -> None:
         import redis
 
         self._pool = pool
+        self._borrow = _borrow(pool)
         self._cap = _idle_cap(pool, redis.ConnectionPool)
         idle = _SYNC_IDLE.get(pool)
         if idle is None:
@@ -114,7 +131,7 @@ class Direct:
         try:
             conn = idle.pop()
         except IndexError:
-            conn = self._pool.get_connection()
+            conn = self._borrow()
         data = [packed]
 
         def exchange() -> Any:
@@ -157,12 +174,13 @@ def direct(backend: Any) -> Direct | None:
 class AsyncDirect:
     """The asyncio hot path over one ``redis.asyncio.Redis`` client's pool."""
 
-    __slots__ = ("_cap", "_idle", "_pool")
+    __slots__ = ("_borrow", "_cap", "_idle", "_pool")
 
     def __init__(self, pool: Any) -> None:
         import redis.asyncio
 
         self._pool = pool
+        self._borrow = _borrow(pool)
         self._cap = _idle_cap(pool, redis.asyncio.ConnectionPool)
         idle = _ASYNC_IDLE.get(pool)
         if idle is None:
@@ -175,7 +193,7 @@ class AsyncDirect:
         try:
             conn = idle.pop()
         except IndexError:
-            conn = await self._pool.get_connection()
+            conn = await self._borrow()
         data = [packed]
 
         async def exchange() -> Any:
