@@ -62,7 +62,7 @@ def test_held_connections_are_shared_bounded_and_closed_with_the_client(
         tokens.append(lease.token)
         lease.release()
     assert len(set(tokens)) == len(tokens)
-    idle = _direct._SYNC_IDLE[pool]
+    idle = _direct.stack_of(pool)
     assert 1 <= len(idle) <= _direct.IDLE_PER_POOL
     # The kept connections are the pool's (in use), and nothing else is held.
     assert set(idle) == set(pool._in_use_connections)
@@ -100,16 +100,16 @@ def test_a_forked_child_never_uses_the_parents_connections(
     backend = backend_from_url(redis_server.url)
     lock = RedisLock("fork", backend=backend, prefix=key_prefix, auto_renew=False)
     lock.acquire().release()
-    parent_conns = list(_direct._SYNC_IDLE[backend.client.connection_pool])
+    parent_conns = list(_direct.stack_of(backend.client.connection_pool))
     assert parent_conns
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit status
         code = 1
         try:
-            kept = _direct._SYNC_IDLE.get(backend.client.connection_pool, [])
+            kept = _direct.stack_of(backend.client.connection_pool)
             if not kept:
                 lock.acquire(timeout=2).release()
-                fresh = _direct._SYNC_IDLE[backend.client.connection_pool]
+                fresh = _direct.stack_of(backend.client.connection_pool)
                 code = 0 if all(c not in parent_conns for c in fresh) else 2
         finally:
             os._exit(code)
@@ -199,7 +199,7 @@ async def test_async_hot_path_under_concurrency(redis_server: Any, key_prefix: s
         tokens = await asyncio.gather(*(cycle(lock) for lock in locks * 2))
         assert len(set(tokens)) == len(tokens)
         pool = backend.client.connection_pool
-        idle = _direct._ASYNC_IDLE[pool]
+        idle = _direct.stack_of(pool)
         assert 1 <= len(idle) <= _direct.IDLE_PER_POOL
         assert set(idle) == set(pool._in_use_connections)
         for lock in locks:
@@ -328,7 +328,7 @@ def test_small_or_blocking_pools_keep_no_connection(redis_server: Any, key_prefi
             lease = lock.acquire(timeout=1)
             assert client.ping()  # the only connection is free again
             lease.release()
-        assert _direct._SYNC_IDLE[pool] == []
+        assert _direct.stack_of(pool) == []
         client.close()
 
 
@@ -367,3 +367,20 @@ def test_borrowing_works_with_old_and_new_pool_signatures() -> None:
 
     assert _direct._borrow(OldPool())() == "EVALSHA"
     assert _direct._borrow(NewPool())() == "new"
+
+
+def test_a_dropped_lock_does_not_keep_its_client_alive(redis_server: Any, key_prefix: str) -> None:
+    import gc
+    import weakref
+
+    admin = redis_server.client()
+    before = _connections(admin)
+    lock = RedisLock("dropped", backend=redis_server.url, prefix=key_prefix)
+    lock.acquire().release()
+    pool = weakref.ref(lock.backend.client.connection_pool)
+    assert _direct.stack_of(pool())  # a connection is kept ready
+    del lock
+    gc.collect()
+    assert pool() is None  # pool and kept connections went with the lock's client
+    _wait_for_connections(admin, before)
+    admin.close()

@@ -31,27 +31,53 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["AsyncDirect", "Direct", "async_direct", "direct", "pack_head", "pack_tail"]
+__all__ = ["AsyncDirect", "Direct", "async_direct", "direct", "pack_head", "pack_tail", "stack_of"]
 
 #: Connections kept ready per pool (beyond those in flight).
 IDLE_PER_POOL = 2
 #: Smallest ``max_connections`` of a pool from which connections are kept ready.
 MIN_POOL_FOR_IDLE = 32
 
-_SYNC_IDLE: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
-_ASYNC_IDLE: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 # Background disconnects of broken asyncio connections (kept referenced until done).
 _CLOSING: set[asyncio.Future[Any]] = set()
 
 
+class _Stack(list[Any]):
+    """The connections kept ready for one pool.
+
+    It hangs off the pool itself (so it lives and dies with the pool: a registry keyed by the
+    pool would keep it alive, since connections can refer back to their pool), and is tracked
+    weakly for the fork hook.
+    """
+
+
+# By id: lists compare by content, so a WeakSet would merge the (equal) empty stacks.
+_STACKS: weakref.WeakValueDictionary[int, _Stack] = weakref.WeakValueDictionary()
+_ATTR = "_dsprims_lock_connections"
+_CREATE = threading.Lock()
+
+
+def stack_of(pool: Any) -> list[Any]:
+    """The stack of ready connections of ``pool`` (made on first use)."""
+    stack = getattr(pool, _ATTR, None)
+    if stack is None:
+        with _CREATE:
+            stack = getattr(pool, _ATTR, None)
+            if stack is None:
+                stack = _Stack()
+                setattr(pool, _ATTR, stack)
+                _STACKS[id(stack)] = stack
+    return stack
+
+
 def _forget_after_fork() -> None:
-    for registry in (_SYNC_IDLE, _ASYNC_IDLE):
-        for idle in list(registry.values()):
-            idle.clear()
+    for stack in list(_STACKS.values()):
+        stack.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -117,10 +143,7 @@ class Direct:
         self._pool = pool
         self._borrow = _borrow(pool)
         self._cap = _idle_cap(pool, redis.ConnectionPool)
-        idle = _SYNC_IDLE.get(pool)
-        if idle is None:
-            idle = _SYNC_IDLE[pool] = []
-        self._idle = idle
+        self._idle = stack_of(pool)
 
     def call(self, packed: bytes) -> Any:
         """Send ``packed`` (one whole command) and return the parsed reply.
@@ -182,10 +205,7 @@ class AsyncDirect:
         self._pool = pool
         self._borrow = _borrow(pool)
         self._cap = _idle_cap(pool, redis.asyncio.ConnectionPool)
-        idle = _ASYNC_IDLE.get(pool)
-        if idle is None:
-            idle = _ASYNC_IDLE[pool] = []
-        self._idle = idle
+        self._idle = stack_of(pool)
 
     async def call(self, packed: bytes) -> Any:
         """See :meth:`Direct.call`."""
