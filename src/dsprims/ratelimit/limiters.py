@@ -36,7 +36,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from dsprims.backends._lua import lua_script
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, escape_name
@@ -373,6 +373,10 @@ class _LimiterBase:
 
     _algo: _Algorithm
 
+    def _init_shell(self, backend: object, **kwargs: Any) -> None:
+        """Resolve ``backend`` for the sync or async shell, then :meth:`_setup`."""
+        raise NotImplementedError
+
     def _setup(
         self,
         algo: _Algorithm,
@@ -571,7 +575,7 @@ class _LimiterBase:
 
 
 class _SyncLimiter(_LimiterBase):
-    def __init__(self, backend: object, **kwargs: Any) -> None:
+    def _init_shell(self, backend: object, **kwargs: Any) -> None:
         resolved = resolve_backend(backend)
         if inspect.iscoroutinefunction(getattr(resolved, "evalsha", None)):
             raise TypeError(
@@ -656,7 +660,7 @@ class _SyncLimiter(_LimiterBase):
 
 
 class _AsyncLimiter(_LimiterBase):
-    def __init__(self, backend: object, **kwargs: Any) -> None:
+    def _init_shell(self, backend: object, **kwargs: Any) -> None:
         resolved = resolve_async_backend(backend)
         evalsha = getattr(resolved, "evalsha", None)
         if evalsha is not None and not inspect.iscoroutinefunction(evalsha):
@@ -725,7 +729,73 @@ class _AsyncLimiter(_LimiterBase):
 # Public classes: parameters and docs; the behaviour is all in the shells above.
 
 
-class TokenBucket(_SyncLimiter):
+class _BucketSettings(_LimiterBase):
+    """The constructor :class:`TokenBucket` and :class:`AsyncTokenBucket` share."""
+
+    params: TokenBucketParams
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: int,
+        *,
+        backend: object = None,
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        name: str | None = None,
+        on_outage: OutagePolicy = "raise",
+        pinned_ttl_grace: float = 3600.0,
+    ) -> None:
+        self.params = TokenBucketParams(rate, capacity)
+        self._init_shell(
+            backend,
+            algo=_Gcra(self.params),
+            clock=clock,
+            prefix=prefix,
+            name=name,
+            on_outage=on_outage,
+            pinned_ttl_grace=pinned_ttl_grace,
+        )
+
+    def _describe(self) -> str:
+        return f"rate={self.params.rate!r}, capacity={self.params.capacity}"
+
+
+class _WindowSettings(_LimiterBase):
+    """The constructor the sliding log and counter limiters (sync and async) share."""
+
+    params: LogParams | CounterParams
+    _settings: ClassVar[tuple[type[LogParams | CounterParams], type[_Log | _Counter]]]
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        backend: object = None,
+        clock: Clock | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        name: str | None = None,
+        on_outage: OutagePolicy = "raise",
+        pinned_ttl_grace: float = 3600.0,
+    ) -> None:
+        params_type, algo_type = self._settings
+        self.params = params_type(limit, window)
+        self._init_shell(
+            backend,
+            algo=algo_type(self.params),  # type: ignore[arg-type]
+            clock=clock,
+            prefix=prefix,
+            name=name,
+            on_outage=on_outage,
+            pinned_ttl_grace=pinned_ttl_grace,
+        )
+
+    def _describe(self) -> str:
+        return f"limit={self.params.limit}, window={self.params.window!r}"
+
+
+class TokenBucket(_BucketSettings, _SyncLimiter):
     """Token bucket as GCRA: ``rate`` tokens per second, bursts of up to ``capacity``.
 
     A new key starts full. Stored state: one integer per key (the theoretical arrival time).
@@ -743,29 +813,6 @@ class TokenBucket(_SyncLimiter):
             (per-process in-memory fallback) when Redis is unreachable.
         pinned_ttl_grace: seconds added to Redis TTLs when ``clock`` is pinned.
     """
-
-    def __init__(
-        self,
-        rate: float,
-        capacity: int,
-        *,
-        backend: object = None,
-        clock: Clock | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        name: str | None = None,
-        on_outage: OutagePolicy = "raise",
-        pinned_ttl_grace: float = 3600.0,
-    ) -> None:
-        self.params = TokenBucketParams(rate, capacity)
-        super().__init__(
-            backend,
-            algo=_Gcra(self.params),
-            clock=clock,
-            prefix=prefix,
-            name=name,
-            on_outage=on_outage,
-            pinned_ttl_grace=pinned_ttl_grace,
-        )
 
     def acquire(self, key: str, cost: int = 1, timeout: float | None = None) -> RateLimitDecision:
         """Wait until ``cost`` tokens are admitted, then return; fail fast beyond ``timeout``.
@@ -800,9 +847,6 @@ class TokenBucket(_SyncLimiter):
         decision, wait = self._reserved(verdict, timeout)
         self.clock.sleep(wait)
         return decision
-
-    def _describe(self) -> str:
-        return f"rate={self.params.rate!r}, capacity={self.params.capacity}"
 
 
 def _fast_try_acquire(limiter: _LimiterBase) -> Any:
@@ -987,7 +1031,7 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     return try_acquire
 
 
-class SlidingWindowLog(_SyncLimiter):
+class SlidingWindowLog(_WindowSettings, _SyncLimiter):
     """Exact sliding log: at most ``limit`` admitted cost in any window of ``window`` seconds.
 
     A cost admitted at time t counts during ``[t, t + window)``. Stores one entry per distinct
@@ -1008,34 +1052,11 @@ class SlidingWindowLog(_SyncLimiter):
         pinned_ttl_grace: seconds added to Redis TTLs when ``clock`` is pinned.
     """
 
-    def __init__(
-        self,
-        limit: int,
-        window: float,
-        *,
-        backend: object = None,
-        clock: Clock | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        name: str | None = None,
-        on_outage: OutagePolicy = "raise",
-        pinned_ttl_grace: float = 3600.0,
-    ) -> None:
-        self.params = LogParams(limit, window)
-        super().__init__(
-            backend,
-            algo=_Log(self.params),
-            clock=clock,
-            prefix=prefix,
-            name=name,
-            on_outage=on_outage,
-            pinned_ttl_grace=pinned_ttl_grace,
-        )
-
-    def _describe(self) -> str:
-        return f"limit={self.params.limit}, window={self.params.window!r}"
+    params: LogParams
+    _settings = (LogParams, _Log)
 
 
-class SlidingWindowCounter(_SyncLimiter):
+class SlidingWindowCounter(_WindowSettings, _SyncLimiter):
     """Sliding-window counter: the two-bucket weighted approximation of a sliding window.
 
     Estimates the count in the last ``window`` seconds as
@@ -1055,62 +1076,16 @@ class SlidingWindowCounter(_SyncLimiter):
         pinned_ttl_grace: seconds added to Redis TTLs when ``clock`` is pinned.
     """
 
-    def __init__(
-        self,
-        limit: int,
-        window: float,
-        *,
-        backend: object = None,
-        clock: Clock | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        name: str | None = None,
-        on_outage: OutagePolicy = "raise",
-        pinned_ttl_grace: float = 3600.0,
-    ) -> None:
-        self.params = CounterParams(limit, window)
-        super().__init__(
-            backend,
-            algo=_Counter(self.params),
-            clock=clock,
-            prefix=prefix,
-            name=name,
-            on_outage=on_outage,
-            pinned_ttl_grace=pinned_ttl_grace,
-        )
-
-    def _describe(self) -> str:
-        return f"limit={self.params.limit}, window={self.params.window!r}"
+    params: CounterParams
+    _settings = (CounterParams, _Counter)
 
 
-class AsyncTokenBucket(_AsyncLimiter):
+class AsyncTokenBucket(_BucketSettings, _AsyncLimiter):
     """The asyncio twin of :class:`TokenBucket` (``AsyncMemoryBackend`` or ``AsyncRedisBackend``).
 
     Takes the same arguments as :class:`TokenBucket`; ``backend`` is an async backend or URL
     (a :class:`~dsprims.MemoryBackend` is wrapped to share its state).
     """
-
-    def __init__(
-        self,
-        rate: float,
-        capacity: int,
-        *,
-        backend: object = None,
-        clock: Clock | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        name: str | None = None,
-        on_outage: OutagePolicy = "raise",
-        pinned_ttl_grace: float = 3600.0,
-    ) -> None:
-        self.params = TokenBucketParams(rate, capacity)
-        super().__init__(
-            backend,
-            algo=_Gcra(self.params),
-            clock=clock,
-            prefix=prefix,
-            name=name,
-            on_outage=on_outage,
-            pinned_ttl_grace=pinned_ttl_grace,
-        )
 
     async def acquire(
         self,
@@ -1133,73 +1108,24 @@ class AsyncTokenBucket(_AsyncLimiter):
         await self.clock.asleep(wait)
         return decision
 
-    def _describe(self) -> str:
-        return f"rate={self.params.rate!r}, capacity={self.params.capacity}"
 
-
-class AsyncSlidingWindowLog(_AsyncLimiter):
+class AsyncSlidingWindowLog(_WindowSettings, _AsyncLimiter):
     """The asyncio twin of :class:`SlidingWindowLog`.
 
     Takes the same arguments as :class:`SlidingWindowLog`; ``backend`` is an async backend or URL
     (a :class:`~dsprims.MemoryBackend` is wrapped to share its state).
     """
 
-    def __init__(
-        self,
-        limit: int,
-        window: float,
-        *,
-        backend: object = None,
-        clock: Clock | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        name: str | None = None,
-        on_outage: OutagePolicy = "raise",
-        pinned_ttl_grace: float = 3600.0,
-    ) -> None:
-        self.params = LogParams(limit, window)
-        super().__init__(
-            backend,
-            algo=_Log(self.params),
-            clock=clock,
-            prefix=prefix,
-            name=name,
-            on_outage=on_outage,
-            pinned_ttl_grace=pinned_ttl_grace,
-        )
-
-    def _describe(self) -> str:
-        return f"limit={self.params.limit}, window={self.params.window!r}"
+    params: LogParams
+    _settings = (LogParams, _Log)
 
 
-class AsyncSlidingWindowCounter(_AsyncLimiter):
+class AsyncSlidingWindowCounter(_WindowSettings, _AsyncLimiter):
     """The asyncio twin of :class:`SlidingWindowCounter`.
 
     Takes the same arguments as :class:`SlidingWindowCounter`; ``backend`` is an async backend
     or URL (a :class:`~dsprims.MemoryBackend` is wrapped to share its state).
     """
 
-    def __init__(
-        self,
-        limit: int,
-        window: float,
-        *,
-        backend: object = None,
-        clock: Clock | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        name: str | None = None,
-        on_outage: OutagePolicy = "raise",
-        pinned_ttl_grace: float = 3600.0,
-    ) -> None:
-        self.params = CounterParams(limit, window)
-        super().__init__(
-            backend,
-            algo=_Counter(self.params),
-            clock=clock,
-            prefix=prefix,
-            name=name,
-            on_outage=on_outage,
-            pinned_ttl_grace=pinned_ttl_grace,
-        )
-
-    def _describe(self) -> str:
-        return f"limit={self.params.limit}, window={self.params.window!r}"
+    params: CounterParams
+    _settings = (CounterParams, _Counter)
