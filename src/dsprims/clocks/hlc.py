@@ -411,8 +411,8 @@ class _Mutex:
     it back, one C call each. Deque appends and pops are atomic and thread-safe (documented, and
     so in free-threaded builds too), so only one thread can hold the token, whatever the GIL
     does. On CPython 3.11 an uncontended take-and-give costs about half of
-    ``queue.SimpleQueue``'s ``get``/``put`` and a third of ``threading.Lock``'s
-    ``acquire``/``release``; on the clock's hot path that is a tenth of the call.
+    ``queue.SimpleQueue``'s ``get``/``put`` and a quarter of ``threading.Lock``'s
+    ``acquire``/``release``, which is a tenth of the clock's whole call.
 
     The hot paths inline the uncontended case: ``pop()``, and on ``IndexError`` (the token is
     out) :meth:`wait`; then ``append(None)``, and :meth:`wake` when ``waiters`` is not empty. A
