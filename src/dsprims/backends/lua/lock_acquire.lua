@@ -27,14 +27,10 @@
 -- Numbers stay below 2^53 (µs since the epoch), so Lua doubles hold them exactly; they are
 -- handed to redis.call as numbers, which Redis formats with 17 significant digits (exact for
 -- integers below 2^53; cheaper than string.format), never with tostring (14 digits).
+--#include lock_common
 local ttl, fair, wttl, mode, slack, fence_ms, now =
   string.match(ARGV[3], '^(%d+) (%d) (%d+) (%a+) (%d+) (%d+) ?(%d*)$')
-if now ~= '' then
-  now = tonumber(now)
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+now = script_now(now)
 ttl, wttl, slack = tonumber(ttl), tonumber(wttl), tonumber(slack)
 -- The derived key names are built only on the paths that touch the queue.
 local base, qkey, xkey
@@ -56,18 +52,7 @@ local head = false
 if marked then
   base = string.sub(KEYS[1], 1, -5)
   qkey, xkey = base .. 'q', base .. 'qx'
-  head = redis.call('ZRANGE', qkey, 0, 0)[1]
-  if head then
-    local dead = redis.call('ZRANGEBYSCORE', xkey, '-inf', now)
-    for _, t in ipairs(dead) do
-      redis.call('ZREM', qkey, t)
-      redis.call('ZREM', xkey, t)
-      redis.call('DEL', base .. 'wake:' .. t)
-    end
-    if #dead > 0 then
-      head = redis.call('ZRANGE', qkey, 0, 0)[1]
-    end
-  end
+  head = live_head(base, qkey, xkey, now)
 end
 
 if not owner and (fair ~= '1' or not head or head == ticket) then
@@ -88,9 +73,7 @@ if not owner and (fair ~= '1' or not head or head == ticket) then
     redis.call('HSET', KEYS[1], 'o', me, 't', tok, 'd', now + ttl, 'f', tok)
   end
   if head and ticket ~= '' then
-    redis.call('ZREM', qkey, ticket)
-    redis.call('ZREM', xkey, ticket)
-    redis.call('DEL', base .. 'wake:' .. ticket)
+    drop_ticket(base, qkey, xkey, ticket)
     head = redis.call('ZRANGE', qkey, 0, 0)[1]
   end
   if marked and not head then
@@ -123,12 +106,7 @@ if ticket ~= '' then
 end
 if not owner then
   -- Free but promised to the head: make sure the head knows.
-  local key = base .. 'wake:' .. head
-  if redis.call('LLEN', key) == 0 then
-    redis.call('LPUSH', key, '1')
-  end
-  local e = tonumber(redis.call('ZSCORE', xkey, head) or now)
-  redis.call('PEXPIRE', key, math.max(1, math.ceil((e - now) / 1000)) + slack)
+  wake_head(base, xkey, head, now, slack)
   return {-1, head}
 end
 return {deadline - now, ''}

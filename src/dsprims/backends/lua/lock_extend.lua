@@ -5,13 +5,8 @@
 -- ARGV[1]: owner secret. ARGV[2]: new lease length in µs. ARGV[3]: now in µs ('' = TIME).
 -- ARGV[4]: extra key lifetime in ms (see lock_acquire.lua).
 -- Returns 1 when extended, 0 when the lock is not held by this owner any more.
-local now
-if ARGV[3] ~= '' then
-  now = tonumber(ARGV[3])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+--#include lock_common
+local now = script_now(ARGV[3])
 local h = redis.call('HMGET', KEYS[1], 'o', 'd')
 if not h[1] or h[1] ~= ARGV[1] or tonumber(h[2]) <= now then
   return 0

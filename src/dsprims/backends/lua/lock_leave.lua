@@ -7,13 +7,8 @@
 -- ARGV[5]: '1' to push a token onto the caller's own wake list (so that a BLPOP of that list
 -- still in flight returns at once), '0' to delete the list.
 -- Returns the woken ticket or ''.
-local now
-if ARGV[3] ~= '' then
-  now = tonumber(ARGV[3])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+--#include lock_common
+local now = script_now(ARGV[3])
 local base = string.sub(KEYS[1], 1, -5)
 local slack = tonumber(ARGV[4])
 local ticket = ARGV[1]
@@ -39,22 +34,11 @@ end
 if owner then
   return ''
 end
-local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
-for _, t in ipairs(dead) do
-  redis.call('ZREM', KEYS[2], t)
-  redis.call('ZREM', KEYS[3], t)
-  redis.call('DEL', base .. 'wake:' .. t)
-end
-local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+local head = live_head(base, KEYS[2], KEYS[3], now)
 if not head then
   -- The queue is empty: drop its mark (see lock_acquire.lua).
   redis.call('HDEL', KEYS[1], 'w')
   return ''
 end
-local key = base .. 'wake:' .. head
-if redis.call('LLEN', key) == 0 then
-  redis.call('LPUSH', key, '1')
-end
-local e = tonumber(redis.call('ZSCORE', KEYS[3], head))
-redis.call('PEXPIRE', key, math.max(1, math.ceil((e - now) / 1000)) + slack)
+wake_head(base, KEYS[3], head, now, slack)
 return head

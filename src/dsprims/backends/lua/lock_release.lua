@@ -5,13 +5,9 @@
 -- ARGV[1]: owner secret. ARGV[2]: "<extra key lifetime ms>[ <now µs>]" (see lock_acquire.lua;
 -- without now, the server's TIME is read).
 -- Returns 1 when released, 0 when the lock was not held by this owner.
+--#include lock_common
 local slack, now = string.match(ARGV[2], '^(%d+) ?(%d*)$')
-if now ~= '' then
-  now = tonumber(now)
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+now = script_now(now)
 local h = redis.call('HMGET', KEYS[1], 'o', 'd', 'w')
 if not h[1] or h[1] ~= ARGV[1] or tonumber(h[2]) <= now then
   return 0
@@ -24,28 +20,12 @@ end
 local base = string.sub(KEYS[1], 1, -5)
 local qkey = base .. 'q'
 local xkey = qkey .. 'x'
-local head = redis.call('ZRANGE', qkey, 0, 0)[1]
-if head then
-  local dead = redis.call('ZRANGEBYSCORE', xkey, '-inf', now)
-  for _, t in ipairs(dead) do
-    redis.call('ZREM', qkey, t)
-    redis.call('ZREM', xkey, t)
-    redis.call('DEL', base .. 'wake:' .. t)
-  end
-  if #dead > 0 then
-    head = redis.call('ZRANGE', qkey, 0, 0)[1]
-  end
-end
+local head = live_head(base, qkey, xkey, now)
 if not head then
   -- The queue is empty: the w mark goes with the lease.
   redis.call('HDEL', KEYS[1], 'o', 't', 'd', 'w')
   return 1
 end
 redis.call('HDEL', KEYS[1], 'o', 't', 'd')
-local key = base .. 'wake:' .. head
-if redis.call('LLEN', key) == 0 then
-  redis.call('LPUSH', key, '1')
-end
-local e = tonumber(redis.call('ZSCORE', xkey, head))
-redis.call('PEXPIRE', key, math.max(1, math.ceil((e - now) / 1000)) + tonumber(slack))
+wake_head(base, xkey, head, now, tonumber(slack))
 return 1
