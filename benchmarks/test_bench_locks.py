@@ -2,7 +2,9 @@
 
 Peers: redis-py ``Lock`` (no token, no queue) and python-redis-lock (no token); floors: a bare
 PING (one round trip) through the same kind of client. The goal groups run their contenders
-interleaved (``compare``), so the machine's load hits all of them alike. The contended numbers
+interleaved (``compare``), so the machine's load hits all of them alike. The Redlock group also
+times, on plain sockets, the cycle's two fan-outs of PING and of its exact scripts with no client
+logic: the floors the cycle stands on (``benchmarks/locks_redlock_breakdown.py`` goes further). The contended numbers
 (handoff latency, round trips per acquisition, 4 processes) come from
 ``benchmarks/locks_contention.py``, a report script, not from timed tests.
 """
@@ -10,6 +12,7 @@ interleaved (``compare``), so the machine's load hits all of them alike. The con
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +24,7 @@ import redis_lock
 from benchmarks.conftest import Contender
 from dsprims import async_backend_from_url, backend_from_url
 from dsprims.locks import AsyncRedisLock, MemoryLock, RedisLock, Redlock
+from dsprims.locks._direct import pack_tail
 from dsprims.testing.servers import RedisServerProcess
 
 CYCLE = "locks: Redis acquire+release, uncontended"
@@ -106,10 +110,36 @@ def two_more(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisSer
             server.stop()
 
 
+def _packed(servers: Any, calls: list[Any]) -> list[bytes]:
+    return [servers.pack(i, call, pack_tail(call[2])) for i, call in enumerate(calls)]
+
+
+def _raw_rounds(socks: list[socket.socket], first: list[bytes], second: list[bytes]) -> Any:
+    """Two rounds of one command per server: all sent, then all replies read (blocking)."""
+
+    def rounds() -> None:
+        for commands in (first, second):
+            for sock, command in zip(socks, commands, strict=True):
+                sock.sendall(command)
+            for sock in socks:
+                sock.recv(4096)  # the replies are a few bytes: one recv each
+
+    return rounds
+
+
 def test_redlock(redis_server: Any, two_more: list[RedisServerProcess], compare: Any) -> None:
     backends = [backend_from_url(s.url) for s in (redis_server, *two_more)]
     lock = Redlock("bench", backends=backends, prefix="bench")
     client = redis_server.client()
+    socks = [socket.create_connection(("127.0.0.1", s.port)) for s in (redis_server, *two_more)]
+    for sock in socks:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    lock.acquire().release()  # loads the scripts on every server
+    # The exact commands of one cycle, sent on plain sockets with no lock logic around them.
+    store = lock._redlock_store
+    acquire = _packed(store.servers, store.plan.acquire_calls("f" * 32, ""))
+    release = _packed(store.servers, store.plan.release_calls("f" * 32))
+    ping = [b"*1\r\n$4\r\nPING\r\n"] * len(socks)
     compare(
         REDLOCK,
         [
@@ -117,8 +147,20 @@ def test_redlock(redis_server: Any, two_more: list[RedisServerProcess], compare:
                 "ours", "dsprims Redlock (3 servers, parallel)", lambda: lock.acquire().release()
             ),
             Contender("floor", "bare PING (1 round trip)", client.ping, goal=3.5),
+            Contender(
+                "floor",
+                "raw sockets: 2 fan-outs of PING x3 (the cycle's I/O, no scripts)",
+                _raw_rounds(socks, ping, ping),
+            ),
+            Contender(
+                "floor",
+                "raw sockets: 2 fan-outs of the cycle's scripts x3 (no client logic)",
+                _raw_rounds(socks, acquire, release),
+            ),
         ],
     )
+    for sock in socks:
+        sock.close()
     lock.close()
     client.close()
     for b in backends:
