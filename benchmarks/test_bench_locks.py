@@ -4,8 +4,8 @@ Peers: redis-py ``Lock`` (no token, no queue) and python-redis-lock (no token); 
 PING (one round trip) through the same kind of client. The goal groups run their contenders
 interleaved (``compare``), so the machine's load hits all of them alike. The Redlock group also
 times, on plain sockets, the cycle's two fan-outs of PING and of its exact scripts with no client
-logic: the floors the cycle stands on (``benchmarks/locks_redlock_breakdown.py`` goes further). The contended numbers
-(handoff latency, round trips per acquisition, 4 processes) come from
+logic: the floors the cycle stands on (``benchmarks/locks_redlock_breakdown.py`` goes further).
+The contended numbers (handoff latency, round trips per acquisition, 4 processes) come from
 ``benchmarks/locks_contention.py``, a report script, not from timed tests.
 """
 
