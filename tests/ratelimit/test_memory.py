@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dsprims import (
@@ -116,12 +116,38 @@ def test_memory_limiter_runs_the_core(algo: str, steps: list[tuple[int, int, boo
         assert got.reset_after == reset / 1e6
 
 
+# Partly drained buckets with a µs-scale interval, admitted and denied with tokens left: every
+# branch of the inlined step meets a remainder that an off-by-one would change.
+@example(
+    rate=1e6,
+    capacity=3,
+    steps=[
+        (0, 0, 1, "try"),
+        (0, 0, 2, "try"),  # exactly at the burst tolerance: admitted
+        (0, 0, 3, "try"),
+        (1, 0, 1, "try1"),
+        (2, 0, 3, "try"),  # denied with 2 tokens left
+        (0, 0, 1, "try"),
+    ],
+)
+@example(
+    rate=250_000,
+    capacity=10,
+    steps=[
+        (0, 1, 3, "try"),
+        (20, 1, 4, "try"),  # full again: 6 left
+        (1, 1, 9, "try"),
+        (3, 1, 2, "try"),
+        (0, 1, 0, "try"),
+    ],
+)
 @given(
-    rate=st.sampled_from([1, 3, 5, 7.5, 1000, 1e6]),
+    rate=st.sampled_from([1, 3, 5, 7.5, 1000, 250_000, 1e6]),
     capacity=st.sampled_from([1, 2, 3, 10, 10**9]),
     steps=st.lists(
         st.tuples(
-            st.one_of(st.integers(0, 2_000), st.integers(0, 3_000_000)),  # µs to advance
+            # µs to advance; a few µs keep buckets with a µs-scale interval partly drained
+            st.one_of(st.integers(0, 9), st.integers(0, 2_000), st.integers(0, 3_000_000)),
             st.integers(0, 2),  # key
             st.integers(0, 12),  # cost (clamped to the capacity)
             st.sampled_from(

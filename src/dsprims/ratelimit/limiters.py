@@ -36,7 +36,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, cast
 
 from dsprims.backends._lua import lua_script
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, escape_name
@@ -894,6 +894,54 @@ def _entry_cache(
     return entries, general
 
 
+_Hot = tuple[
+    Callable[[], bool],  # acquire
+    Callable[[], None],  # release
+    Callable[[], float],  # monotonic
+    int,  # limit
+    Callable[[str, int, bool], RateLimitDecision],  # slow
+    Callable[[type[RateLimitDecision], tuple[Any, ...]], RateLimitDecision],  # make
+    type[RateLimitDecision],  # decision
+    type[str],  # exact
+    Callable[[float], int],  # floor
+    int,  # one
+    dict[str, list[Any]],  # entries
+    Callable[[str, int], RateLimitDecision],  # general
+]
+
+
+def _hot_bindings(limiter: _LimiterBase) -> _Hot:
+    """What every specialised ``try_acquire`` binds once, as closure variables.
+
+    Returns:
+        ``(acquire, release, mono, limit, slow, make, decision, exact, floor, one, entries,
+        general)``: the backend lock's methods, the clock's ``monotonic``, the limit, the general
+        path ``limiter._memory``, ``tuple.__new__`` and :class:`RateLimitDecision` (to build a
+        decision without its Python-level ``__new__``), ``str``, :func:`math.floor`, the int
+        ``1`` (the default cost, compared by identity: small ints are cached objects), and
+        :func:`_entry_cache`'s pair.
+    """
+    lock = limiter._lock
+    assert lock is not None
+    entries, general = _entry_cache(limiter)
+    return (
+        lock.acquire,
+        lock.release,
+        limiter.clock.monotonic,
+        limiter._algo.limit,
+        limiter._memory,
+        cast(
+            Callable[[type[RateLimitDecision], tuple[Any, ...]], RateLimitDecision], tuple.__new__
+        ),
+        RateLimitDecision,
+        str,
+        math.floor,
+        1,
+        entries,
+        general,
+    )
+
+
 def _fast_live(limiter: _LimiterBase) -> Any:
     """``try_acquire`` of a memory sliding log or sliding-window counter, for the common case.
 
@@ -905,19 +953,10 @@ def _fast_live(limiter: _LimiterBase) -> Any:
     """
     algo = limiter._algo
     assert isinstance(algo, _Log | _Counter)
-    lock = limiter._lock
-    assert lock is not None
-    acquire, release = lock.acquire, lock.release
-    mono = limiter.clock.monotonic
     live = algo.live
-    limit = algo.limit
-    slow = limiter._memory
-    make = tuple.__new__
-    decision = RateLimitDecision
-    exact = str
-    floor = math.floor
-    one = 1
-    entries, general = _entry_cache(limiter)
+    (acquire, release, mono, limit, slow, make, decision, exact, floor, one, entries, general) = (
+        _hot_bindings(limiter)
+    )
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
         try:
@@ -957,6 +996,12 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     a ``ManualClock``, denials, zero costs, expiries, resets, reservations and a second limiter
     sharing the keys included, equals the core's).
 
+    The step is written in terms of the debt ``tat - now`` (what the bucket owes, in µs) rather
+    than in absolute times: only the subtraction from and the addition to the stored ``tat``
+    touch timestamps (which exceed 2**30 µs, where CPython's integer operations leave their
+    single-digit fast paths), and a full bucket, the common case below the limit, needs no
+    division at all (``remaining = capacity - cost``, since ``tau = capacity * T`` exactly).
+
     Everything is bound once in a closure, and each key remembers its entry list
     (:func:`_entry_cache`). A decision is then one dict lookup, one
     lock acquire/release, one clock read, the arithmetic, and the result tuple. Anything unusual
@@ -966,20 +1011,11 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     """
     algo = limiter._algo
     assert isinstance(algo, _Gcra)
-    lock = limiter._lock
-    assert lock is not None
-    acquire, release = lock.acquire, lock.release
-    clock = limiter.clock
-    mono = clock.monotonic
-    interval, tolerance, limit = algo.interval, algo.tolerance, algo.limit
-    slow = limiter._memory
-    make = tuple.__new__
-    decision = RateLimitDecision
+    interval, tolerance = algo.interval, algo.tolerance
     margin = _MARGIN
-    exact = str
-    floor = math.floor
-    one = 1
-    entries, general = _entry_cache(limiter)
+    (acquire, release, mono, limit, slow, make, decision, exact, floor, one, entries, general) = (
+        _hot_bindings(limiter)
+    )
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
         try:
@@ -997,31 +1033,39 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
             t = mono()
             if t >= entry[1]:  # expired, or detached from the table (deadline -inf)
                 return general(key, cost)
-            # gcra_decide(interval, tolerance, entry[0], now, cost, consume=True), inlined:
-            # admitted iff max(tat, now) + cost*T - tau <= now, i.e. new tat <= now + tau.
+            # gcra_decide(interval, tolerance, entry[0], now, cost, consume=True), inlined and
+            # written with owed = max(tat - now, 0) and debt = owed + cost*T = new tat - now:
+            # admitted iff debt <= tau; remaining = (tau - debt) // T; reset = debt.
             now = floor(t * 1e6 + 0.5)  # _now_us(t)
-            base = entry[0]
-            if base < now:
-                base = now
-            tat = base + cost * interval
-            full = now + tolerance
-            if tat <= full:
-                entry[0] = tat
-                reset = (tat - now) / 1e6
+            owed = entry[0] - now
+            if owed <= 0:
+                # A full bucket admits any valid cost (cost <= capacity, so cost*T <= tau).
+                debt = cost * interval
+                entry[0] = now + debt
+                # Int / int: the same correctly rounded float as debt / 1e6 (debt < 2**53),
+                # and cheaper in CPython (no float operand to coerce).
+                reset = debt / 1000000
                 entry[1] = t + reset + margin
-                return make(decision, (True, (full - tat) // interval, 0.0, reset, limit, False))
+                return make(decision, (True, limit - cost, 0.0, reset, limit, False))
+            debt = owed + cost * interval
+            if debt <= tolerance:
+                entry[0] = now + debt
+                reset = debt / 1000000
+                entry[1] = t + reset + margin
+                remaining = (tolerance - debt) // interval
+                return make(decision, (True, remaining, 0.0, reset, limit, False))
         finally:
             release()
         # Denied: nothing stored. A reservation (gcra_reserve) may have pushed tat past
         # now + tau: no tokens then, not fewer than none.
-        remaining = (full - base) // interval
+        remaining = (tolerance - owed) // interval
         return make(
             decision,
             (
                 False,
                 remaining if remaining > 0 else 0,
-                (tat - full + 1) / 1e6,
-                (base - now) / 1e6,
+                (debt - tolerance + 1) / 1e6,
+                owed / 1e6,
                 limit,
                 False,
             ),
