@@ -128,6 +128,8 @@ def test_memory_limiter_runs_the_core(algo: str, steps: list[tuple[int, int, boo
         (1, 0, 1, "try1"),
         (2, 0, 3, "try"),  # denied with 2 tokens left
         (0, 0, 1, "try"),
+        (10, 0, 1, "try1"),  # full again, the default cost
+        (1, 0, 1, "try1"),
     ],
 )
 @example(
@@ -141,8 +143,18 @@ def test_memory_limiter_runs_the_core(algo: str, steps: list[tuple[int, int, boo
         (0, 1, 0, "try"),
     ],
 )
+# A bucket full again (within the entry's expiry margin) taking the default cost must keep its
+# entry until it is full again: a later request inside that time is denied (an entry that
+# expired early would read as full).
+@example(
+    rate=1,
+    capacity=2,
+    steps=[(0, 2, 1, "try"), (1_000_500, 2, 1, "try1"), (700_000, 2, 2, "try")],
+)
+# An interval whose reset_after (5 µs) differs between 5 / 1e6 and 5 * 1e-6.
+@example(rate=200_000, capacity=3, steps=[(0, 0, 1, "try"), (10, 0, 1, "try1")])
 @given(
-    rate=st.sampled_from([1, 3, 5, 7.5, 1000, 250_000, 1e6]),
+    rate=st.sampled_from([1, 3, 5, 7.5, 1000, 200_000, 250_000, 1e6]),
     capacity=st.sampled_from([1, 2, 3, 10, 10**9]),
     steps=st.lists(
         st.tuples(

@@ -1000,7 +1000,9 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     than in absolute times: only the subtraction from and the addition to the stored ``tat``
     touch timestamps (which exceed 2**30 µs, where CPython's integer operations leave their
     single-digit fast paths), and a full bucket, the common case below the limit, needs no
-    division at all (``remaining = capacity - cost``, since ``tau = capacity * T`` exactly).
+    division at all (``remaining = capacity - cost``, since ``tau = capacity * T`` exactly; for
+    the default cost the whole decision is precomputed but ``now``). The entry's deadline stays
+    ``t + reset_after + margin``, as on the general path.
 
     Everything is bound once in a closure, and each key remembers its entry list
     (:func:`_entry_cache`). A decision is then one dict lookup, one
@@ -1013,6 +1015,11 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     assert isinstance(algo, _Gcra)
     interval, tolerance = algo.interval, algo.tolerance
     margin = _MARGIN
+    # The default cost on a full bucket, precomputed: remaining, reset_after (int / int: the same
+    # correctly rounded float as interval / 1e6), and the entry's lifetime beyond now.
+    below = algo.limit - 1
+    period = interval / 1000000
+    hold = period + margin
     (acquire, release, mono, limit, slow, make, decision, exact, floor, one, entries, general) = (
         _hot_bindings(limiter)
     )
@@ -1040,6 +1047,10 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
             owed = entry[0] - now
             if owed <= 0:
                 # A full bucket admits any valid cost (cost <= capacity, so cost*T <= tau).
+                if cost is one:
+                    entry[0] = now + interval
+                    entry[1] = t + hold
+                    return make(decision, (True, below, 0.0, period, limit, False))
                 debt = cost * interval
                 entry[0] = now + debt
                 # Int / int: the same correctly rounded float as debt / 1e6 (debt < 2**53),
