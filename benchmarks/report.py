@@ -133,7 +133,7 @@ def render(data: dict[str, Any]) -> str:
             goal = info.get("goal")
             verdict = ""
             if goal is not None and value is not None and row not in ours:
-                verdict = f"≤ {goal}× " + ("✅" if value <= goal else "❌")
+                verdict = f"≤ {goal:.3g}× " + ("✅" if value <= goal else "❌")
             lines.append(
                 f"| {label} | {info.get('role', '?')} | {_fmt_time(mean)} | {ratio} | {verdict} |"
             )
