@@ -75,8 +75,11 @@ def count(url: str, prefix: str, seconds: float) -> None:
             data, _ = backend.request("get", path)
             backend.request("set", path, str(int(data) + 1).encode())  # deliberately not atomic
             done += 1
-    print(f"DONE {done} {time.monotonic() - start:.3f}", flush=True)
+    ran = time.monotonic() - start
+    # Close first: it sends the session's queued requests (the lock znode's delete among them)
+    # before it ends the session, and the parent may kill this process as soon as it reads DONE.
     backend.close()
+    print(f"DONE {done} {ran:.3f}", flush=True)
 
 
 def idle_exit(url: str, prefix: str) -> None:
