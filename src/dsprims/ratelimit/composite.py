@@ -28,7 +28,7 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 from dsprims.backends.memory import MemoryBackend
-from dsprims.errors import BackendUnavailable, ConfigurationError, RateLimitExceeded
+from dsprims.errors import BackendUnavailable, ConfigurationError
 from dsprims.ratelimit.core import check_cost
 from dsprims.ratelimit.decision import RateLimitDecision
 from dsprims.ratelimit.limiters import (
@@ -237,18 +237,6 @@ class _CompositeBase:
             return RateLimitDecision(True, remaining, 0.0, 0.0, limit, True)
         raise exc
 
-    def _wait(self, decision: RateLimitDecision, started: float, timeout: float | None) -> float:
-        if (
-            timeout is not None
-            and self.clock.monotonic() - started + decision.retry_after > timeout
-        ):
-            raise RateLimitExceeded(
-                f"rate limit: admission needs {decision.retry_after:.6f}s more, "
-                f"beyond the timeout of {timeout}s",
-                decision,
-            )
-        return decision.retry_after
-
 
 class CompositeLimiter(_CompositeBase):
     """Admit only when every limiter admits; a denial consumes from none.
@@ -297,7 +285,7 @@ class CompositeLimiter(_CompositeBase):
             decision = self._decide(key, cost, True)
             if decision.allowed:
                 return decision
-            self.clock.sleep(self._wait(decision, started, limit))
+            self.clock.sleep(self._first._wait_or_raise(decision, started, limit))
 
     def reset(self, key: Keys) -> None:
         """Reset ``key`` in every limiter."""
@@ -357,7 +345,7 @@ class AsyncCompositeLimiter(_CompositeBase):
             decision = await self._decide(key, cost, True)
             if decision.allowed:
                 return decision
-            await self.clock.asleep(self._wait(decision, started, limit))
+            await self.clock.asleep(self._first._wait_or_raise(decision, started, limit))
 
     async def reset(self, key: Keys) -> None:
         """See :meth:`CompositeLimiter.reset`."""
