@@ -51,59 +51,64 @@ local function ttl_ms(us)
   return idiv(us + 999, 1000) + 1 + grace
 end
 
+-- A token bucket's theoretical arrival time as of now: the stored one, or now when it is gone
+-- or already past.
+local function gcra_base(key)
+  local tat = tonumber(redis.call('GET', key))
+  if tat and tat > now then
+    return tat
+  end
+  return now
+end
+
+-- Store a token bucket's tat while it lies in the future (a past tat is the same as none).
+local function gcra_store(key, tat)
+  if tat > now then
+    redis.call('SET', key, string.format('%d', tat), 'PX', ttl_ms(tat - now))
+  end
+end
+
+-- Whole tokens left at a tat, never fewer than none (a reservation may push tat past
+-- now + tolerance).
+local function gcra_tokens(tat, interval, tolerance)
+  local remaining = idiv(now + tolerance - tat, interval)
+  if remaining < 0 then
+    remaining = 0
+  end
+  return remaining
+end
+
 local function gcra(k, interval, tolerance, cost, write)
   local key = KEYS[k]
-  local tat = tonumber(redis.call('GET', key))
-  local base = now
-  if tat and tat > now then
-    base = tat
-  end
+  local base = gcra_base(key)
   local new_tat = base + cost * interval
   local allow_at = new_tat - tolerance
   if allow_at <= now then
     if not write then
       new_tat = base
-    elseif new_tat > now then
-      redis.call('SET', key, string.format('%d', new_tat), 'PX', ttl_ms(new_tat - now))
+    else
+      gcra_store(key, new_tat)
     end
     return {1, idiv(now + tolerance - new_tat, interval), 0, new_tat - now}
   end
-  local remaining = idiv(now + tolerance - base, interval)
-  if remaining < 0 then
-    remaining = 0
-  end
-  return {0, remaining, allow_at - now, base - now}
+  return {0, gcra_tokens(base, interval, tolerance), allow_at - now, base - now}
 end
 
 -- The blocking acquire of a token bucket: book the earliest admission instant if the wait is at
 -- most max_wait (core.gcra_reserve). Returns allowed (reserved), remaining, wait_us, reset_us.
 local function gcra_reserve(k, interval, tolerance, cost, max_wait)
   local key = KEYS[k]
-  local tat = tonumber(redis.call('GET', key))
-  local base = now
-  if tat and tat > now then
-    base = tat
-  end
+  local base = gcra_base(key)
   local new_tat = base + cost * interval
   local wait = new_tat - tolerance - now
   if wait < 0 then
     wait = 0
   end
   if wait <= max_wait then
-    if new_tat > now then
-      redis.call('SET', key, string.format('%d', new_tat), 'PX', ttl_ms(new_tat - now))
-    end
-    local remaining = idiv(now + tolerance - new_tat, interval)
-    if remaining < 0 then
-      remaining = 0
-    end
-    return {1, remaining, wait, new_tat - now}
+    gcra_store(key, new_tat)
+    return {1, gcra_tokens(new_tat, interval, tolerance), wait, new_tat - now}
   end
-  local remaining = idiv(now + tolerance - base, interval)
-  if remaining < 0 then
-    remaining = 0
-  end
-  return {0, remaining, wait, base - now}
+  return {0, gcra_tokens(base, interval, tolerance), wait, base - now}
 end
 
 local function counter(k, limit, w, tick, cost, write)
@@ -272,7 +277,7 @@ local function refund_gcra(k, interval, cost)
   if tat <= now then
     redis.call('DEL', key)
   else
-    redis.call('SET', key, string.format('%d', tat), 'PX', ttl_ms(tat - now))
+    gcra_store(key, tat)
   end
 end
 
