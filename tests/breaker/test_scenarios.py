@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dsprims import (
@@ -56,6 +58,11 @@ def fail(breaker: CircuitBreaker, n: int = 1) -> None:
 def succeed(breaker: CircuitBreaker, n: int = 1) -> None:
     for _ in range(n):
         assert breaker.call(ok) == "ok"
+
+
+def one_call(name: str, clock: ManualClock, **kw: Any) -> CircuitBreaker:
+    """A breaker with a one-call window: its first recorded failure trips it."""
+    return CircuitBreaker(name, minimum_calls=1, window_size=1, clock=clock, **kw)
 
 
 def test_count_window_trip_half_open_and_close(manual_clock: ManualClock) -> None:
@@ -169,14 +176,7 @@ def test_slow_calls_trip(manual_clock: ManualClock) -> None:
 
 
 def test_slow_trial_reopens(manual_clock: ManualClock) -> None:
-    b = CircuitBreaker(
-        "slowtrial",
-        minimum_calls=1,
-        window_size=1,
-        slow_call_duration=2.0,
-        open_duration=1.0,
-        clock=manual_clock,
-    )
+    b = one_call("slowtrial", manual_clock, slow_call_duration=2.0, open_duration=1.0)
     fail(b)
     manual_clock.advance(1.0)
 
@@ -189,14 +189,12 @@ def test_slow_trial_reopens(manual_clock: ManualClock) -> None:
 
 
 def test_exponential_open_duration_with_cap_and_reset_on_close(manual_clock: ManualClock) -> None:
-    b = CircuitBreaker(
+    b = one_call(
         "expo",
-        minimum_calls=1,
-        window_size=1,
+        manual_clock,
         open_duration=1.0,
         open_duration_multiplier=2.0,
         max_open_duration=5.0,
-        clock=manual_clock,
     )
     opens: list[float] = []
     b.on_state_change(lambda e: opens.append(e.open_until - e.at) if e.to_state is OP else None)
@@ -217,14 +215,12 @@ def test_exponential_open_duration_with_cap_and_reset_on_close(manual_clock: Man
 def test_jitter_stays_within_bounds(manual_clock: ManualClock) -> None:
     import random
 
-    b = CircuitBreaker(
+    b = one_call(
         "jitter",
-        minimum_calls=1,
-        window_size=1,
+        manual_clock,
         open_duration=10.0,
         open_duration_jitter=0.2,
         rng=random.Random(7),
-        clock=manual_clock,
     )
     durations: list[float] = []
     b.on_state_change(lambda e: durations.append(e.open_until - e.at) if e.to_state is OP else None)
@@ -274,9 +270,7 @@ def test_unrecorded_exception_counts_as_success(manual_clock: ManualClock) -> No
 
 
 def test_interrupts_never_count(manual_clock: ManualClock) -> None:
-    b = CircuitBreaker(
-        "interrupts", minimum_calls=1, window_size=1, record=(BaseException,), clock=manual_clock
-    )
+    b = one_call("interrupts", manual_clock, record=(BaseException,))
     for exc in (KeyboardInterrupt, SystemExit, GeneratorExit):
 
         def raiser(exc: type[BaseException] = exc) -> None:
@@ -323,14 +317,7 @@ def test_trip_predicate(manual_clock: ManualClock) -> None:
 
 
 def test_max_half_open_wait(manual_clock: ManualClock) -> None:
-    b = CircuitBreaker(
-        "wait",
-        minimum_calls=1,
-        window_size=1,
-        open_duration=1.0,
-        max_half_open_wait=2.0,
-        clock=manual_clock,
-    )
+    b = one_call("wait", manual_clock, open_duration=1.0, max_half_open_wait=2.0)
     seen = recorder(b)
     fail(b)
     manual_clock.advance(1.0)
@@ -343,14 +330,7 @@ def test_max_half_open_wait(manual_clock: ManualClock) -> None:
 
 
 def test_half_open_with_several_permits_and_verdict(manual_clock: ManualClock) -> None:
-    b = CircuitBreaker(
-        "several",
-        minimum_calls=1,
-        window_size=1,
-        open_duration=1.0,
-        half_open_calls=3,
-        clock=manual_clock,
-    )
+    b = one_call("several", manual_clock, open_duration=1.0, half_open_calls=3)
     fail(b)
     manual_clock.advance(1.0)
     p1, p2, p3 = b.try_acquire(), b.try_acquire(), b.try_acquire()
@@ -367,7 +347,7 @@ def test_half_open_with_several_permits_and_verdict(manual_clock: ManualClock) -
 
 
 def test_manual_transitions(manual_clock: ManualClock) -> None:
-    b = CircuitBreaker("manual", minimum_calls=1, window_size=1, clock=manual_clock)
+    b = one_call("manual", manual_clock)
     seen = recorder(b)
     b.force_open()
     with pytest.raises(CircuitOpenError) as info:
