@@ -332,44 +332,31 @@ def test_receive_message_refuses_skewed_sender() -> None:
 # -- threads --
 
 
-def test_eight_threads_on_a_frozen_clock_get_unique_increasing_timestamps() -> None:
-    clock = HybridLogicalClock(clock=ManualClock(1_700_000_000_000_000_000))
-    per_thread = 20_000
-    results: list[list[HLCTimestamp]] = [[] for _ in range(8)]
-    barrier = threading.Barrier(8)
+def stamps_from_eight_threads(
+    clock: HybridLogicalClock,
+    per_thread: int,
+    remote: HLCTimestamp | None = None,
+    update_every: int = 0,
+) -> list[HLCTimestamp]:
+    """Eight threads start together and take ``per_thread`` timestamps each.
 
-    def work(out: list[HLCTimestamp]) -> None:
-        barrier.wait()
-        now = clock.now
-        for _ in range(per_thread):
-            out.append(now())
-
-    threads = [threading.Thread(target=work, args=(out,)) for out in results]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    everything = [t for out in results for t in out]
-    assert len(everything) == 8 * per_thread
-    assert len(set(everything)) == 8 * per_thread
-    for out in results:
-        assert all(a < b for a, b in itertools.pairwise(out))
-    # Frozen physical time: the counter numbered every event exactly once.
-    assert sorted(t.logical for t in everything) == list(range(8 * per_thread))
-
-
-def test_eight_threads_on_the_system_clock_get_unique_increasing_timestamps() -> None:
-    # The real clock moves, so most calls take the inlined fast path while threads contend.
-    clock = HybridLogicalClock()
-    remote = HLCTimestamp(clock.now().wall_ns, 7)
-    per_thread = 5_000
+    Thread ``k``'s event ``i`` is ``clock.update(remote)`` when ``update_every`` is set and
+    divides ``i + k``, else ``clock.now()``. Asserts that all timestamps are distinct and that
+    each thread saw its own strictly increase; returns them all.
+    """
     results: list[list[HLCTimestamp]] = [[] for _ in range(8)]
     barrier = threading.Barrier(8)
 
     def work(k: int, out: list[HLCTimestamp]) -> None:
         barrier.wait()
+        now = clock.now
+        if remote is None:
+            for _ in range(per_thread):
+                out.append(now())
+            return
+        update = clock.update
         for i in range(per_thread):
-            out.append(clock.update(remote) if (i + k) % 3 == 0 else clock.now())
+            out.append(update(remote) if (i + k) % update_every == 0 else now())
 
     threads = [threading.Thread(target=work, args=(k, out)) for k, out in enumerate(results)]
     for thread in threads:
@@ -378,9 +365,26 @@ def test_eight_threads_on_the_system_clock_get_unique_increasing_timestamps() ->
         thread.join()
     everything = [t for out in results for t in out]
     assert len(set(everything)) == 8 * per_thread
-    assert all(t > remote for t in everything)
     for out in results:
         assert all(a < b for a, b in itertools.pairwise(out))
+    return everything
+
+
+def test_eight_threads_on_a_frozen_clock_get_unique_increasing_timestamps() -> None:
+    clock = HybridLogicalClock(clock=ManualClock(1_700_000_000_000_000_000))
+    per_thread = 20_000
+    everything = stamps_from_eight_threads(clock, per_thread)
+    assert len(everything) == 8 * per_thread
+    # Frozen physical time: the counter numbered every event exactly once.
+    assert sorted(t.logical for t in everything) == list(range(8 * per_thread))
+
+
+def test_eight_threads_on_the_system_clock_get_unique_increasing_timestamps() -> None:
+    # The real clock moves, so most calls take the inlined fast path while threads contend.
+    clock = HybridLogicalClock()
+    remote = HLCTimestamp(clock.now().wall_ns, 7)
+    everything = stamps_from_eight_threads(clock, 5_000, remote, update_every=3)
+    assert all(t > remote for t in everything)
 
 
 def test_concurrent_updates_and_nows_stay_above_every_remote() -> None:
@@ -556,24 +560,8 @@ def test_threads_preempted_inside_the_lock_wait_and_still_get_unique_timestamps(
     monkeypatch.setattr(_Mutex, "wait", counting_wait)
     clock = HybridLogicalClock(clock=_YieldingClock())
     per_thread = 1_500
-    results: list[list[HLCTimestamp]] = [[] for _ in range(8)]
-    barrier = threading.Barrier(8)
-
-    def work(k: int, out: list[HLCTimestamp]) -> None:
-        barrier.wait()
-        remote = HLCTimestamp(1_700_000_000_000_000_000, 0)
-        for i in range(per_thread):
-            out.append(clock.update(remote) if (i + k) % 4 == 0 else clock.now())
-
-    threads = [threading.Thread(target=work, args=(k, out)) for k, out in enumerate(results)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    everything = [t for out in results for t in out]
-    assert len(set(everything)) == 8 * per_thread
-    for out in results:
-        assert all(a < b for a, b in itertools.pairwise(out))
+    remote = HLCTimestamp(1_700_000_000_000_000_000, 0)
+    everything = stamps_from_eight_threads(clock, per_thread, remote, update_every=4)
     # Frozen physical time: every event got the next counter value, none twice, none skipped
     # (from 0 if a now() came first, from 1 if an update of (pt, 0) did).
     logicals = sorted(t.logical for t in everything)
