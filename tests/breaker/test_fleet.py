@@ -51,6 +51,16 @@ def wait_for_state(breaker: CircuitBreaker, state: BreakerState) -> threading.Ev
     return seen
 
 
+def with_timeout(url: str, timeout: float) -> str:
+    """``url`` with a ``timeout`` query parameter (fail-fast sockets for outage tests)."""
+    return url + ("&" if "?" in url else "?") + f"timeout={timeout}"
+
+
+def one_call(name: str, url: str, prefix: str, **kw: Any) -> CircuitBreaker:
+    """A fleet breaker on ``url`` with a one-call window: its first failure trips it."""
+    return CircuitBreaker(name, backend=url, prefix=prefix, minimum_calls=1, window_size=1, **kw)
+
+
 @pytest.mark.parametrize("server", ["redis_server", "redis_cluster"])
 def test_one_trips_the_other_sees_open(
     request: pytest.FixtureRequest, server: str, key_prefix: str
@@ -78,12 +88,10 @@ def test_one_trips_the_other_sees_open(
 def test_half_open_permits_exact_across_breakers(redis_server: Any, key_prefix: str) -> None:
     clock = ManualClock(start=1_000_000.0)
     breakers = [
-        CircuitBreaker(
+        one_call(
             "permits",
-            backend=redis_server.url,
-            prefix=key_prefix,
-            minimum_calls=1,
-            window_size=1,
+            redis_server.url,
+            key_prefix,
             half_open_calls=2,
             open_duration=5.0,
             clock=clock,
@@ -141,7 +149,7 @@ def test_open_period_is_guarded_by_the_shared_clock(redis_server: Any, key_prefi
 
 
 def test_outage_falls_back_to_local_within_timeout(redis_server: Any, key_prefix: str) -> None:
-    url = redis_server.url + ("&" if "?" in redis_server.url else "?") + "timeout=0.3"
+    url = with_timeout(redis_server.url, 0.3)
     b = CircuitBreaker(
         "outage",
         backend=url,
@@ -277,14 +285,7 @@ def test_fleet_agrees_with_local(redis_server: Any, ops: list[str]) -> None:
 
 
 def test_clock_running_ahead_cannot_end_the_open_period(redis_server: Any, key_prefix: str) -> None:
-    b = CircuitBreaker(
-        "ahead",
-        backend=redis_server.url,
-        prefix=key_prefix,
-        minimum_calls=1,
-        window_size=1,
-        open_duration=20.0,
-    )
+    b = one_call("ahead", redis_server.url, key_prefix, open_duration=20.0)
     try:
         with pytest.raises(Boom):
             b.call(boom)
@@ -305,16 +306,8 @@ def test_frozen_redis_bounds_every_call(redis_server: Any, key_prefix: str) -> N
     # A frozen server (no RST, no answer) is the worst case: each round trip waits the whole
     # timeout. The breaker pays it once per retry_interval and decides locally meanwhile.
     timeout = 0.3
-    url = redis_server.url + ("&" if "?" in redis_server.url else "?") + f"timeout={timeout}"
-    b = CircuitBreaker(
-        "frozen",
-        backend=url,
-        prefix=key_prefix,
-        minimum_calls=1,
-        window_size=1,
-        open_duration=0.05,
-        retry_interval=30.0,
-    )
+    url = with_timeout(redis_server.url, timeout)
+    b = one_call("frozen", url, key_prefix, open_duration=0.05, retry_interval=30.0)
     try:
         with redis_server.frozen_for_a_while():
             worst = 0.0
@@ -330,7 +323,7 @@ def test_frozen_redis_bounds_every_call(redis_server: Any, key_prefix: str) -> N
 
 
 async def test_async_outage_falls_back_to_local(redis_server: Any, key_prefix: str) -> None:
-    url = redis_server.url + ("&" if "?" in redis_server.url else "?") + "timeout=0.3"
+    url = with_timeout(redis_server.url, 0.3)
     b = AsyncCircuitBreaker(
         "aoutage", backend=url, prefix=key_prefix, minimum_calls=1, window_size=1
     )
