@@ -385,7 +385,7 @@ class _Engine:
         counted = False
         new: BreakerSnapshot | None = None
         transitions: tuple[Transition, ...] = ()
-        follow: Steps | None = None
+        reason: str | None = None
         with self.lock:
             if trial:
                 if code == IGNORED:
@@ -400,18 +400,12 @@ class _Engine:
                 reason = w.record(code, self.mono() if self.needs_now else 0.0)
                 if self._quiet_possible:
                     self.quiet = w.calls == self._full and not w.failures and not w.slow
-                if reason is not None:
-                    if self.link is not None or self.alink is not None:
-                        follow = self.trip_steps(generation, reason)
-                    else:
-                        new, transitions = trip(
-                            self.snap, self.now(), self.params, reason, self.draw()
-                        )
             if self.call_listeners:
                 # Queued before the transition: the tripping call's event comes first.
                 self.pending.append(self._call_event(generation, code, counted, duration, exc))
             if new is not None:
                 self.install(new, transitions)
+            follow = None if reason is None else self._trip_locked(generation, reason)
         return self._finish(follow)
 
     def _success_any(self, generation: int) -> Steps | None:
