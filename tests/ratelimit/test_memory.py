@@ -35,6 +35,31 @@ from tests.ratelimit.helpers import CoreRunner
 Limiter = TokenBucket | SlidingWindowCounter | SlidingWindowLog
 
 
+def _traffic_step(
+    op: str, limiter: Limiter, other: Limiter, store: MemoryBackend, k: int, key: str, cost: int
+) -> tuple[int, RateLimitDecision] | None:
+    """One step of the differential fast-path tests: ``(cost, decision)``, or ``None``.
+
+    ``"reset"`` (by ``limiter``, or by ``other`` for key 0) and ``"sweep"`` (expired entries
+    leave the store's table) decide nothing; ``"try1"`` takes the default cost, ``"other"``
+    decides through the second limiter, ``"peek"`` consumes nothing, anything else is a
+    ``try_acquire``.
+    """
+    if op == "reset":
+        (limiter if k else other).reset(key)
+        return None
+    if op == "sweep":
+        len(store)  # sweeps: expired entries leave the table
+        return None
+    if op == "try1":
+        return 1, limiter.try_acquire(key)
+    if op == "other":
+        return cost, other.try_acquire(key, cost)
+    if op == "peek":
+        return cost, limiter.peek(key, cost)
+    return cost, limiter.try_acquire(key, cost)
+
+
 def _tb(**kw: Any) -> Limiter:
     return TokenBucket(5, 3, **kw)
 
@@ -203,21 +228,13 @@ def test_inlined_gcra_fast_path_is_the_core(
             if want[0]:
                 tats[key] = new_tat
             continue
-        if op == "reset":
-            (bucket if k else other).reset(key)
-            tats.pop(key, None)
+        step = _traffic_step(op, bucket, other, store, k, key, cost)
+        if step is None:
+            if op == "reset":
+                tats.pop(key, None)
             continue
-        if op == "sweep":
-            len(store)  # sweeps: expired entries leave the table
-            continue
+        cost, decision = step
         consume = op != "peek"
-        if op == "try1":
-            cost = 1
-            decision = bucket.try_acquire(key)
-        elif op == "other":
-            decision = other.try_acquire(key, cost)
-        else:
-            decision = bucket.try_acquire(key, cost) if consume else bucket.peek(key, cost)
         allowed, remaining, retry, reset, new_tat = gcra_decide(
             interval, tolerance, tat, now, cost, consume
         )
@@ -262,21 +279,13 @@ def test_memory_fast_path_is_the_core_across_keys_and_limiters(
         now += dt
         key = f"user-{k}"
         runner = runners.setdefault(key, CoreRunner(algo, CORE_PARAMS[algo]))
-        if op == "reset":
-            (limiter if k else other).reset(key)
-            del runners[key]
+        step = _traffic_step(op, limiter, other, store, k, key, cost)
+        if step is None:
+            if op == "reset":
+                del runners[key]
             continue
-        if op == "sweep":
-            len(store)
-            continue
+        cost, got = step
         consume = op != "peek"
-        if op == "try1":
-            cost = 1
-            got = limiter.try_acquire(key)
-        elif op == "other":
-            got = other.try_acquire(key, cost)
-        else:
-            got = limiter.try_acquire(key, cost) if consume else limiter.peek(key, cost)
         allowed, remaining, retry, reset = runner.step(now, cost, consume)
         assert got == (
             bool(allowed),
