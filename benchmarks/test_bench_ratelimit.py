@@ -177,12 +177,22 @@ def test_log(compare: Any, live: int) -> None:
 RDS = "ratelimit: Redis try_acquire"
 
 
+def _evalsha_floor(client: Any, keys: list[str], args: list[Any]) -> Contender:
+    """The floor of a sync Redis group: redis-py's bare ``EVALSHA`` of the same script call."""
+    script = lua_script(SCRIPT)
+    client.script_load(script.source)
+    return Contender(
+        "floor",
+        "bare redis-py evalsha (same script)",
+        lambda: client.evalsha(script.sha, len(keys), *keys, *args),
+        goal=1.2,
+    )
+
+
 def test_redis(redis_server: Any, compare: Any) -> None:
     backend = backend_from_url(redis_server.url)
     client = backend.client
     bucket = TokenBucket(1e6, BIG, backend=backend, prefix=f"b{uuid.uuid4().hex[:8]}")
-    script = lua_script(SCRIPT)
-    client.script_load(script.source)
     keys, args = bucket._redis_keys("user-1"), bucket._script_args(1, True)
     fixed = strategies.FixedWindowRateLimiter(storage.RedisStorage(redis_server.url))
     item = RateLimitItemPerSecond(BIG)
@@ -195,12 +205,7 @@ def test_redis(redis_server: Any, compare: Any) -> None:
         RDS,
         [
             Contender("ours", "dsprims TokenBucket", lambda: bucket.try_acquire("user-1")),
-            Contender(
-                "floor",
-                "bare redis-py evalsha (same script)",
-                lambda: client.evalsha(script.sha, len(keys), *keys, *args),
-                goal=1.2,
-            ),
+            _evalsha_floor(client, keys, args),
             Contender("peer", "limits fixed window (redis)", lambda: fixed.hit(item, "user-1")),
             Contender("peer", "throttled-py gcra (redis)", lambda: throttle.limit("user-1")),
         ],
@@ -217,18 +222,11 @@ def test_redis_composite(redis_server: Any, compare: Any) -> None:
     kw: dict[str, Any] = {"backend": backend, "prefix": f"b{uuid.uuid4().hex[:8]}"}
     both = CompositeLimiter([TokenBucket(1e6, BIG, **kw), TokenBucket(1e5, BIG, **kw)])
     keys, args = both._script([0, 1], ["user-1", "user-1"], 1, 1)
-    script = lua_script(SCRIPT)
-    client.script_load(script.source)
     compare(
         COMP,
         [
             Contender("ours", "dsprims CompositeLimiter", lambda: both.try_acquire("user-1")),
-            Contender(
-                "floor",
-                "bare redis-py evalsha (same script)",
-                lambda: client.evalsha(script.sha, len(keys), *keys, *args),
-                goal=1.2,
-            ),
+            _evalsha_floor(client, keys, args),
         ],
     )
     backend.close()
