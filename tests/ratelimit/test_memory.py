@@ -391,6 +391,23 @@ def test_hostile_keys_stay_namespaced(key: str) -> None:
     assert all(k.count("{") == 1 and k.count("}") == 1 for k in keys)
 
 
+@pytest.mark.parametrize("algo", list(SYNC))
+def test_memory_keys_are_checked_alike_whether_the_store_is_empty_or_not(algo: str) -> None:
+    """A key the memory backend accepts (here not UTF-8-encodable, which only Redis refuses) is
+    accepted by reset and acquire too, also on a store that holds nothing yet."""
+    key = "\ud800"
+    limiter = SYNC[algo](clock=ManualClock(start=1000.0))
+    limiter.reset(key)  # an empty store
+    assert limiter.acquire(key, timeout=0).allowed
+    assert limiter.try_acquire(key).remaining == 1
+    limiter.reset(key)
+    assert limiter.peek(key).remaining == 3
+    store = MemoryBackend()
+    composite = CompositeLimiter([_tb(backend=store), _log(backend=store)])
+    composite.reset(key)
+    assert composite.try_acquire([key, key]).allowed
+
+
 def test_limiters_with_different_settings_do_not_share_state(manual_clock: ManualClock) -> None:
     store = MemoryBackend()
     small = TokenBucket(1, 1, backend=store, clock=manual_clock)

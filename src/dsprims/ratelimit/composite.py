@@ -35,8 +35,6 @@ from dsprims.ratelimit.limiters import (
     OutagePolicy,
     Verdict4,
     _AsyncLimiter,
-    _check_key,
-    _check_remote_key,
     _check_timeout,
     _LimiterBase,
     _now_us,
@@ -96,19 +94,17 @@ class _CompositeBase:
         self._degraded = False
         self._cluster = bool(getattr(first.backend, "is_cluster", False))
 
-    def _check(self, key: object) -> str:
-        return _check_key(key) if self._first._store is not None else _check_remote_key(key)
-
     @property
     def limiters(self) -> tuple[Any, ...]:
         """The limiters, in order."""
         return self._limiters
 
     def _request(self, key: object, cost: object) -> tuple[list[str], int]:
+        check = self._first._check_any_key
         if isinstance(key, str):
-            keys = [self._check(key)] * len(self._limiters)
+            keys = [check(key)] * len(self._limiters)
         elif isinstance(key, Sequence) and not isinstance(key, bytes):
-            keys = [self._check(k) for k in key]
+            keys = [check(k) for k in key]
             if len(keys) != len(self._limiters):
                 raise ConfigurationError(
                     f"key must be one str or one per limiter ({len(self._limiters)}), "

@@ -514,7 +514,7 @@ class _LimiterBase:
 
     def _reserve_request(self, key: object, cost: object, timeout: object) -> tuple[str, int, int]:
         limit = _check_timeout(timeout)
-        checked = _check_key(key) if self._store is not None else _check_remote_key(key)
+        checked = self._check_any_key(key)
         cost = check_cost(cost, self.limit)
         if limit is None or limit * 1e6 >= _FOREVER_US:
             return checked, cost, _FOREVER_US
@@ -562,7 +562,11 @@ class _LimiterBase:
         return _check_remote_key(key), check_cost(cost, self.limit)
 
     def _reset_keys(self, key: object) -> list[str]:
-        return self._redis_keys(_check_key(key) if self._store else _check_remote_key(key))
+        return self._redis_keys(self._check_any_key(key))
+
+    def _check_any_key(self, key: object) -> str:
+        # `is not None`, not truthiness: an empty MemoryBackend is falsy (it has a __len__).
+        return _check_key(key) if self._store is not None else _check_remote_key(key)
 
     def __repr__(self) -> str:
         return (
