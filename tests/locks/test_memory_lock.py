@@ -213,3 +213,23 @@ async def test_async_timeout_on_a_manual_clock(manual_clock: ManualClock) -> Non
         assert other.token > 0
     manual_clock.advance(11)
     assert lease.lost
+
+
+def test_with_lock_exits_in_any_order_and_rejects_an_unmatched_exit() -> None:
+    outer, inner = MemoryLock("outer", auto_renew=False), MemoryLock("inner", auto_renew=False)
+    with outer as first:
+        second = inner.__enter__()
+        assert outer.try_acquire() is None  # held by first
+    # Left the outer block first: its lease was found below the innermost one and released.
+    again = outer.try_acquire()
+    assert again is not None
+    assert again.token > first.token
+    again.release()
+    assert inner.try_acquire() is None  # the inner lease is still held
+    inner.__exit__(None, None, None)
+    after = inner.try_acquire()
+    assert after is not None
+    assert after.token > second.token
+    after.release()
+    with pytest.raises(RuntimeError, match="without a matching enter"):
+        inner.__exit__(None, None, None)

@@ -25,7 +25,7 @@ import secrets
 import threading
 import weakref
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dsprims.backends.base import check_name
 from dsprims.errors import BackendError, LockError, LockLost, LockNotAcquired
@@ -361,9 +361,7 @@ class LockBase(_Common):
     # -- with lock: -----------------------------------------------------------------------------
 
     def __enter__(self) -> Lease:
-        lease = self.acquire()
-        _HELD.set((*_HELD.get(), (self, lease)))
-        return lease
+        return _push_held(self, self.acquire())
 
     def __exit__(
         self,
@@ -371,18 +369,34 @@ class LockBase(_Common):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        lease = _pop_held(self)
-        assert isinstance(lease, Lease)
-        lease.__exit__(exc_type, exc, tb)
+        _pop_held(self, Lease).__exit__(exc_type, exc, tb)
 
 
-def _pop_held(lock: object) -> LeaseBase:
+_L = TypeVar("_L", bound=LeaseBase)
+
+
+def _push_held(lock: object, lease: _L) -> _L:
+    """Record ``lease`` as entered with ``with lock:`` in this thread or task; returns it."""
+    _HELD.set((*_HELD.get(), (lock, lease)))
+    return lease
+
+
+def _pop_held(lock: object, kind: type[_L]) -> _L:
+    """Forget and return the innermost lease entered with ``with lock:`` (a ``kind``)."""
     held = _HELD.get()
-    for i in range(len(held) - 1, -1, -1):
-        if held[i][0] is lock:
-            _HELD.set(held[:i] + held[i + 1 :])
-            return held[i][1]
-    raise RuntimeError("lock exited without a matching enter")
+    if held and held[-1][0] is lock:  # the usual case: the innermost entry is this lock's
+        i = len(held) - 1
+        _HELD.set(held[:i])
+    else:
+        for i in range(len(held) - 2, -1, -1):
+            if held[i][0] is lock:
+                _HELD.set(held[:i] + held[i + 1 :])
+                break
+        else:
+            raise RuntimeError("lock exited without a matching enter")
+    lease = held[i][1]
+    assert isinstance(lease, kind)
+    return lease
 
 
 class AsyncLockBase(_Common):
@@ -516,9 +530,7 @@ class AsyncLockBase(_Common):
         self._watch(ref)
 
     async def __aenter__(self) -> AsyncLease:
-        lease = await self.acquire()
-        _HELD.set((*_HELD.get(), (self, lease)))
-        return lease
+        return _push_held(self, await self.acquire())
 
     async def __aexit__(
         self,
@@ -526,6 +538,4 @@ class AsyncLockBase(_Common):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        lease = _pop_held(self)
-        assert isinstance(lease, AsyncLease)
-        await lease.__aexit__(exc_type, exc, tb)
+        await _pop_held(self, AsyncLease).__aexit__(exc_type, exc, tb)

@@ -77,7 +77,7 @@ from typing import Any
 
 from dsprims.backends.base import DEFAULT_PREFIX, check_name
 from dsprims.errors import BackendError, BackendUnavailable, ConfigurationError, LockNotAcquired
-from dsprims.locks._lock import _HELD, _pop_held
+from dsprims.locks._lock import _pop_held, _push_held
 from dsprims.locks.core import CLOCK_DRIFT_FLOOR, check_timeout, check_ttl
 from dsprims.locks.lease import AsyncLease, Lease, LeaseBase, OnLost
 from dsprims.locks.zookeeper_core import (
@@ -1156,9 +1156,7 @@ class ZooKeeperLock(_ZooKeeperLockBase):
     # -- context manager -----------------------------------------------------------------------
 
     def __enter__(self) -> Lease:
-        lease = self.acquire()
-        _push(self, lease)
-        return lease
+        return _push_held(self, self.acquire())
 
     def __exit__(
         self,
@@ -1166,7 +1164,7 @@ class ZooKeeperLock(_ZooKeeperLockBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _pop(self).__exit__(exc_type, exc, tb)
+        _pop_held(self, Lease).__exit__(exc_type, exc, tb)
 
 
 class AsyncZooKeeperLock(_ZooKeeperLockBase):
@@ -1344,9 +1342,7 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
     # -- context manager -----------------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncLease:
-        lease = await self.acquire()
-        _push(self, lease)
-        return lease
+        return _push_held(self, await self.acquire())
 
     async def __aexit__(
         self,
@@ -1354,7 +1350,7 @@ class AsyncZooKeeperLock(_ZooKeeperLockBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await _pop(self).__aexit__(exc_type, exc, tb)
+        await _pop_held(self, AsyncLease).__aexit__(exc_type, exc, tb)
 
 
 def _bridge(request: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
@@ -1379,12 +1375,3 @@ def _bridge(request: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any
 
     request.rawlink(done)
     return future
-
-
-def _push(lock: object, lease: LeaseBase) -> None:
-    # The same context variable as the other locks: threads and tasks stay apart.
-    _HELD.set((*_HELD.get(), (lock, lease)))
-
-
-def _pop(lock: object) -> Any:
-    return _pop_held(lock)
