@@ -227,6 +227,22 @@ class _AsyncMemoryLockStore:
         return self.decisions.extend(owner, ttl)
 
 
+def _decisions(
+    store: object,
+    resolved: object,
+    cls: str,
+    name: str,
+    prefix: str,
+    params: LockParams,
+    clock: Clock | None,
+) -> _MemoryDecisions:
+    """The checked decisions of a :class:`MemoryLock` or :class:`AsyncMemoryLock` on ``store``."""
+    if not isinstance(store, MemoryBackend):
+        raise ConfigurationError(f"{cls} needs a memory backend, got {type(resolved).__name__}")
+    key = namespaced_key(check_prefix(prefix), check_name(name, "name"), "lock")
+    return _MemoryDecisions(store, key, params, clock or SYSTEM_CLOCK)
+
+
 class MemoryLock(LockBase):
     """A lock with fencing tokens for the threads of one process.
 
@@ -271,13 +287,9 @@ class MemoryLock(LockBase):
     ) -> None:
         params = LockParams(ttl, auto_renew, renew_fraction, max_hold, fair, clock_drift, fencing)
         resolved = resolve_backend(backend)
-        if not isinstance(resolved, MemoryBackend):
-            raise ConfigurationError(
-                f"MemoryLock needs a memory backend, got {type(resolved).__name__}"
-            )
-        key = namespaced_key(check_prefix(prefix), check_name(name, "name"), "lock")
+        decisions = _decisions(resolved, resolved, "MemoryLock", name, prefix, params, clock)
         self.backend = resolved
-        store = _MemoryLockStore(_MemoryDecisions(resolved, key, params, clock or SYSTEM_CLOCK))
+        store = _MemoryLockStore(decisions)
         super().__init__(name, store, params, clock=clock, on_lost=on_lost)
 
 
@@ -311,14 +323,8 @@ class AsyncMemoryLock(AsyncLockBase):
     ) -> None:
         params = LockParams(ttl, auto_renew, renew_fraction, max_hold, fair, clock_drift, fencing)
         resolved = resolve_async_backend(backend)
-        store_backend = getattr(resolved, "store", None)
-        if not isinstance(store_backend, MemoryBackend):
-            raise ConfigurationError(
-                f"AsyncMemoryLock needs a memory backend, got {type(resolved).__name__}"
-            )
-        key = namespaced_key(check_prefix(prefix), check_name(name, "name"), "lock")
+        shared = getattr(resolved, "store", None)
+        decisions = _decisions(shared, resolved, "AsyncMemoryLock", name, prefix, params, clock)
         self.backend = resolved
-        store = _AsyncMemoryLockStore(
-            _MemoryDecisions(store_backend, key, params, clock or SYSTEM_CLOCK)
-        )
+        store = _AsyncMemoryLockStore(decisions)
         super().__init__(name, store, params, clock=clock, on_lost=on_lost)

@@ -450,6 +450,27 @@ def _replication(backend: Any, wait_replicas: object, wait_timeout: object) -> t
     return wait_replicas, timeout
 
 
+def _lock_scripts(
+    backend: Any,
+    name: str,
+    prefix: str,
+    params: LockParams,
+    clock: Clock | None,
+    wait_slice: float | None,
+    wait_replicas: int,
+    wait_timeout: float,
+) -> _Scripts:
+    """The checked keys and arguments of a :class:`RedisLock` or :class:`AsyncRedisLock`."""
+    return _Scripts(
+        check_prefix(prefix),
+        check_name(name, "name"),
+        params,
+        clock,
+        _wait_slice(backend.client, wait_slice),
+        *_replication(backend, wait_replicas, wait_timeout),
+    )
+
+
 def _redis_backend(resolved: Any, cls: str) -> Any:
     if getattr(resolved, "kind", None) != "redis":
         raise ConfigurationError(f"{cls} needs a Redis backend, got {type(resolved).__name__}")
@@ -507,13 +528,8 @@ class RedisLock(LockBase):
         self.backend = _redis_backend(resolve_backend(backend), "RedisLock")
         # Only a client this lock made from a URL is this lock's to close.
         self._owned = self.backend if isinstance(backend, str) else None
-        scripts = _Scripts(
-            check_prefix(prefix),
-            check_name(name, "name"),
-            params,
-            clock,
-            _wait_slice(self.backend.client, wait_slice),
-            *_replication(self.backend, wait_replicas, wait_timeout),
+        scripts = _lock_scripts(
+            self.backend, name, prefix, params, clock, wait_slice, wait_replicas, wait_timeout
         )
         super().__init__(
             name, _RedisLockStore(self.backend, scripts), params, clock=clock, on_lost=on_lost
@@ -560,13 +576,8 @@ class AsyncRedisLock(AsyncLockBase):
         params = LockParams(ttl, auto_renew, renew_fraction, max_hold, fair, clock_drift, fencing)
         self.backend = _redis_backend(resolve_async_backend(backend), "AsyncRedisLock")
         self._owned = self.backend if isinstance(backend, str) else None
-        scripts = _Scripts(
-            check_prefix(prefix),
-            check_name(name, "name"),
-            params,
-            clock,
-            _wait_slice(self.backend.client, wait_slice),
-            *_replication(self.backend, wait_replicas, wait_timeout),
+        scripts = _lock_scripts(
+            self.backend, name, prefix, params, clock, wait_slice, wait_replicas, wait_timeout
         )
         super().__init__(
             name, _AsyncRedisLockStore(self.backend, scripts), params, clock=clock, on_lost=on_lost
