@@ -13,6 +13,7 @@ from dsprims import ManualClock, MemoryBackend
 from dsprims.locks.core import LockParams
 from dsprims.locks.memory import _MemoryDecisions
 from dsprims.locks.redis import _RedisLockStore, _Scripts
+from tests.locks import write_outcome
 
 pytestmark = pytest.mark.redis
 
@@ -71,19 +72,12 @@ WRITES = st.lists(
 def test_fenced_store_agrees_with_memory(
     redis_backend: Any, key_prefix: str, writes: list[tuple[str, str | bytes, int]]
 ) -> None:
-    from dsprims import StaleTokenError
     from dsprims.locks import FencedStore
 
     namespace = f"ns{next(_RUN)}"
     memory = FencedStore(namespace, backend=MemoryBackend())
     redis = FencedStore(namespace, backend=redis_backend, prefix=key_prefix)
     for key, value, token in writes:
-        outcomes = []
-        for store in (memory, redis):
-            try:
-                store.write(key, value, token)
-                outcomes.append("ok")
-            except StaleTokenError:
-                outcomes.append("stale")
+        outcomes = [write_outcome(store, key, value, token) for store in (memory, redis)]
         assert outcomes[0] == outcomes[1], (key, token)
         assert memory.read(key) == redis.read(key)

@@ -30,6 +30,7 @@ from dsprims.backends.zookeeper import ZooKeeperBackend
 from dsprims.locks.fenced_zookeeper import ZooKeeperFence
 from dsprims.locks.zookeeper import ZooKeeperLock
 from dsprims.testing.servers import ZooKeeperServerProcess, _send
+from tests.locks import write_outcome
 
 from .conftest import MakeBackend, children
 
@@ -326,13 +327,10 @@ def test_zookeeper_fence_agrees_with_the_memory_fence(
     other = ZooKeeperFence("diff", zookeeper_backend, prefix=prefix)
     for i, (key, token, via_other) in enumerate(ops):
         value = f"v{i}" if i % 2 else f"v{i}".encode()
-        outcomes = []
-        for store in (memory, other if via_other else zk):
-            try:
-                store.write(key, value, token)
-                outcomes.append("ok")
-            except StaleTokenError:
-                outcomes.append("stale")
+        outcomes = [
+            write_outcome(store, key, value, token)
+            for store in (memory, other if via_other else zk)
+        ]
         assert outcomes[0] == outcomes[1], (key, token)
     for key in ("a", "b"):
         assert memory.read(key) == zk.read(key)
