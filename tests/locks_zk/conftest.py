@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,16 @@ def make_backend(zookeeper_server: ZooKeeperServerProcess) -> Iterator[MakeBacke
     yield make
     for backend in made:
         backend.close()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` (correctness bound only, never a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
 
 
 def expire_session(hosts: str, client: KazooClient) -> None:

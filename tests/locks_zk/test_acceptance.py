@@ -32,7 +32,7 @@ from dsprims.locks.zookeeper import ZooKeeperLock
 from dsprims.testing.servers import ZooKeeperServerProcess, _send
 from tests.locks import write_outcome
 
-from .conftest import MakeBackend, children
+from .conftest import MakeBackend, children, wait_until
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.slow]
 
@@ -61,16 +61,6 @@ def finish(proc: subprocess.Popen[str]) -> None:
         os.kill(proc.pid, signal.SIGCONT) if proc.poll() is None else None
         proc.kill()
         proc.wait(10)
-
-
-def _wait_for(predicate: Any, timeout: float = 15.0) -> bool:
-    """Poll ``predicate`` (a correctness bound only)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 def tell(proc: subprocess.Popen[str]) -> None:
@@ -150,7 +140,7 @@ def test_a_killed_holder_is_noticed_within_the_session_timeout_without_polling(
 
         waiter = threading.Thread(target=wait_for_the_lock)
         waiter.start()
-        assert _wait_for(lambda: len(children(backend, lock.path)) == 2)
+        assert wait_until(lambda: len(children(backend, lock.path)) == 2, timeout=15)
         session_id = backend.client.client_id[0]
         before = _requests_from(zookeeper_server.port, session_id)
         killed_at = time.monotonic()
@@ -238,7 +228,7 @@ def test_four_processes_read_modify_write_without_lost_updates(
     assert all(n > 0 for n in done)  # FIFO: nobody starved
     assert int(data) == sum(done)  # zero lost updates
     # The children deleted the idle lock znode (cleanup_delay=0): nothing is left under the prefix.
-    assert _wait_for(lambda: children(backend, f"/{key_prefix}") == [])
+    assert wait_until(lambda: children(backend, f"/{key_prefix}") == [], timeout=15)
 
 
 def test_fenced_store_rejects_lower_tokens_on_zookeeper(

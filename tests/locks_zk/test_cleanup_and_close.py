@@ -23,8 +23,7 @@ from dsprims.backends.zookeeper import ZooKeeperBackend
 from dsprims.locks.zookeeper import AsyncZooKeeperLock, ZooKeeperLock
 from dsprims.testing.servers import ZooKeeperServerProcess
 
-from .conftest import MakeBackend, children
-from .test_zookeeper_lock import wait_until
+from .conftest import MakeBackend, children, wait_until
 
 pytestmark = pytest.mark.zookeeper
 

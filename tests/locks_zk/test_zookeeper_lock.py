@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -24,19 +23,9 @@ from dsprims.locks.lease import LeaseBase
 from dsprims.locks.zookeeper import AsyncZooKeeperLock, ZooKeeperLock
 from dsprims.testing.servers import ZooKeeperServerProcess, _send
 
-from .conftest import MakeBackend, children, expire_session
+from .conftest import MakeBackend, children, expire_session, wait_until
 
 pytestmark = pytest.mark.zookeeper
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    """Poll ``predicate`` (correctness bound only, never a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 def test_grant_token_is_the_contender_czxid_and_release_cleans_up(
