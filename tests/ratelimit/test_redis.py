@@ -3,6 +3,7 @@ the memory backend, keys, TTLs, restarts, outages, composites and the async twin
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 import uuid
@@ -340,6 +341,22 @@ def test_composite_is_one_evalsha_and_consumes_nothing_on_denial(
     assert all_three.try_acquire(["u", "u", "everyone"]).allowed  # same slot not needed here
     assert not all_three.try_acquire("u").allowed  # the log binds now
     assert hourly.peek("everyone").remaining == 99
+
+
+def test_int_subclass_costs_reach_redis_as_ints(
+    redis_backend: RedisBackend, key_prefix: str
+) -> None:
+    """A cost that is an int subclass (an ``IntEnum``) is used as its int, alone and composed."""
+
+    class Cost(enum.IntEnum):
+        TWO = 2
+
+    kw: dict[str, Any] = {"backend": redis_backend, "prefix": key_prefix}
+    bucket = TokenBucket(1, 5, **kw)
+    assert bucket.try_acquire("solo", Cost.TWO).remaining == 3
+    both = CompositeLimiter([TokenBucket(1, 5, **kw), SlidingWindowLog(3, 10.0, **kw)])
+    assert both.try_acquire("k", Cost.TWO).remaining == 1
+    assert not both.try_acquire("k", Cost.TWO).allowed
 
 
 def test_composite_on_cluster(redis_cluster_backend: RedisBackend, key_prefix: str) -> None:

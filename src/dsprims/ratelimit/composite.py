@@ -112,9 +112,10 @@ class _CompositeBase:
                 )
         else:
             raise TypeError(f"key must be a str or a sequence of str, got {type(key).__name__}")
+        checked = 0
         for limiter in self._limiters:
-            check_cost(cost, limiter.limit)
-        return keys, cost  # type: ignore[return-value]
+            checked = check_cost(cost, limiter.limit)  # an int subclass becomes its int
+        return keys, checked
 
     def _memory_verdicts(
         self, store: MemoryBackend, keys: list[str], cost: int, consume: bool
