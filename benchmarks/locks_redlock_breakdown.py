@@ -50,9 +50,9 @@ def main() -> None:
     from dsprims import backend_from_url
     from dsprims.locks import RedisLock, Redlock
     from dsprims.locks._direct import pack_tail
+    from dsprims.locks._direct import parse_reply as _parse
     from dsprims.locks._lock import _new_owner, _new_ticket
     from dsprims.locks.core import quorum_outcome
-    from dsprims.locks.redlock import _parse
     from dsprims.testing.servers import RedisServerProcess
 
     servers = [RedisServerProcess.create() for _ in range(3)]

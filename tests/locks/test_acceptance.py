@@ -17,7 +17,7 @@ import pytest
 
 from dsprims import LockLost, async_backend_from_url, backend_from_url
 from dsprims.locks import AsyncRedisLock, FencedStore, LeaseBase, RedisLock
-from tests.locks import IDLE_FIELDS
+from tests.locks import leftover_keys
 
 pytestmark = pytest.mark.redis
 
@@ -157,16 +157,6 @@ def test_four_processes_never_lose_an_update(redis_server: Any, key_prefix: str)
     client.close()
 
 
-def _lock_keys(client: Any, prefix: str) -> list[bytes]:
-    """Keys that hold lock state beyond the fencing counter (which a lock keeps on purpose)."""
-    keys = []
-    for key in client.scan_iter(match=f"{prefix}*"):
-        if key.endswith(b":lock") and sorted(client.hkeys(key)) == IDLE_FIELDS:
-            continue
-        keys.append(key)
-    return sorted(keys)
-
-
 @pytest.mark.slow
 async def test_cancelled_acquires_leave_nothing_behind(redis_server: Any, key_prefix: str) -> None:
     backend = async_backend_from_url(redis_server.url)
@@ -201,10 +191,10 @@ async def test_cancelled_acquires_leave_nothing_behind(redis_server: Any, key_pr
     await lock.settle()
     assert len(results) == 1000
     sync = redis_server.client()
-    keys = _lock_keys(sync, key_prefix)
+    keys = leftover_keys(sync, key_prefix)
     assert keys == [f"{key_prefix}:{{storm}}:lock".encode()]  # only the holder's key
     await holder.release()
-    assert _lock_keys(sync, key_prefix) == []
+    assert leftover_keys(sync, key_prefix) == []
     start = time.monotonic()
     lease = await lock.acquire(timeout=0)
     assert time.monotonic() - start < 1.0

@@ -211,7 +211,8 @@ async def test_async_redlock_with_a_frozen_server(
 def test_reply_parser_reads_what_the_scripts_send() -> None:
     import redis.exceptions as rexc
 
-    from dsprims.locks.redlock import _Incomplete, _parse
+    from dsprims.locks._direct import Incomplete as _Incomplete
+    from dsprims.locks._direct import parse_reply as _parse
 
     cases: list[tuple[bytes, Any]] = [
         (b":1764300000123457\r\n", 1764300000123457),

@@ -20,6 +20,10 @@ sent on a connection taken from a small stack of connections borrowed from the c
   (the failure handler disconnects, the next attempt reconnects);
 * after ``os.fork`` the child forgets the stacks (the parent's sockets are never shared).
 
+The asyncio path also reads the scripts' replies itself (:func:`parse_reply`, straight from the
+connection's stream), which makes a call cancellation-safe without a task per call; see
+:class:`AsyncDirect`.
+
 It is used only where it is equivalent: a standalone ``redis.Redis`` (or ``redis.asyncio.Redis``)
 whose ``execute_command`` is not overridden (in a subclass or on the instance), without a
 single-connection client or client-side caching; everything else takes ``execute_command``.
@@ -42,9 +46,6 @@ __all__ = ["AsyncDirect", "Direct", "async_direct", "direct", "pack_head", "pack
 IDLE_PER_POOL = 2
 #: Smallest ``max_connections`` of a pool from which connections are kept ready.
 MIN_POOL_FOR_IDLE = 32
-
-# Background disconnects of broken asyncio connections (kept referenced until done).
-_CLOSING: set[asyncio.Future[Any]] = set()
 
 
 class _Stack(list[Any]):
@@ -194,10 +195,138 @@ def direct(backend: Any) -> Direct | None:
     return Direct(client.connection_pool)
 
 
-class AsyncDirect:
-    """The asyncio hot path over one ``redis.asyncio.Redis`` client's pool."""
+class _Deadlines:
+    """The read deadlines of the direct calls in flight on one event loop.
 
-    __slots__ = ("_borrow", "_cap", "_idle", "_pool")
+    ``read_response`` arms a timer (``asyncio.timeout``) per read; here one timer per loop
+    watches every read in flight and is re-armed lazily: back-to-back calls within the socket
+    timeout arm about one timer per timeout period instead of one per call. A read past its
+    deadline fails with :class:`_ReadTimeout` (set on its ``StreamReader``, which wakes it);
+    its connection is then dropped, as redis-py does on a read timeout.
+    """
+
+    __slots__ = ("_loop", "_reads", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._reads: dict[asyncio.StreamReader, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, reader: asyncio.StreamReader, timeout: float) -> None:
+        when = self._loop.time() + timeout
+        self._reads[reader] = when
+        if self._timer is None:
+            self._timer = self._loop.call_at(when, self._check)
+
+    def stop(self, reader: asyncio.StreamReader) -> None:
+        self._reads.pop(reader, None)
+
+    def _check(self) -> None:
+        self._timer = None
+        reads = self._reads
+        now = self._loop.time()
+        for reader in [r for r, when in reads.items() if when <= now]:
+            del reads[reader]
+            reader.set_exception(_ReadTimeout())
+        if reads:
+            self._timer = self._loop.call_at(min(reads.values()), self._check)
+
+
+class _ReadTimeout(Exception):
+    """A direct read outlasted the connection's socket timeout."""
+
+
+class Incomplete(Exception):
+    """More bytes are needed to parse the reply."""
+
+
+def parse_reply(buf: bytes, pos: int) -> tuple[Any, int]:
+    """One RESP2/RESP3 value of the kinds the lock scripts reply with, from ``buf[pos:]``.
+
+    Returns the value and the position after it; raises :class:`Incomplete` when ``buf`` ends
+    first (so a reply read in pieces is parsed again from its start, never misread). Error
+    replies come back as the exception redis-py would raise for them (not raised).
+    """
+    try:
+        return _parse(buf, pos)
+    except ValueError as exc:  # a number that is not one: not a reply of these scripts
+        from redis.exceptions import InvalidResponse
+
+        raise InvalidResponse(f"malformed reply: {exc}") from None
+
+
+def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise Incomplete
+    kind, line, pos = buf[pos], buf[pos + 1 : end], end + 2
+    if kind == 58:  # ':' integer
+        return int(line), pos
+    if kind == 36:  # '$' bulk string
+        size = int(line)
+        if size < 0:
+            return None, pos
+        if len(buf) < pos + size + 2:
+            raise Incomplete
+        return buf[pos : pos + size], pos + size + 2
+    if kind == 42:  # '*' array
+        count = int(line)
+        if count < 0:
+            return None, pos
+        items = []
+        for _ in range(count):
+            item, pos = _parse(buf, pos)
+            items.append(item)
+        return items, pos
+    if kind == 45:  # '-' error: the class redis-py's parsers pick (NOSCRIPT, LOADING, ...)
+        from redis._parsers.base import BaseParser
+
+        error: Exception = BaseParser.parse_error(line.decode(errors="replace"))  # type: ignore[no-untyped-call]
+        return error, pos
+    if kind in (43, 95):  # '+' status, '_' RESP3 null
+        return (line if kind == 43 else None), pos
+    from redis.exceptions import InvalidResponse
+
+    raise InvalidResponse(f"unexpected reply type {chr(kind)!r}")
+
+
+#: Bytes asked of the stream per read (the scripts' replies are a few dozen bytes).
+READ_SIZE = 4096
+
+# Background work of direct calls: the rest of a call whose caller was cancelled, clean-ups.
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def _settled(task: asyncio.Future[Any]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure was already dealt with (connection dropped)
+
+
+def _background(coro: Any) -> asyncio.Future[Any]:
+    task: asyncio.Future[Any] = asyncio.ensure_future(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_settled)
+    return task
+
+
+class AsyncDirect:
+    """The asyncio hot path over one ``redis.asyncio.Redis`` client's pool.
+
+    A call is cancellation-safe by itself, with no task of its own on the common path: the
+    command is written straight to a ready connection's transport, and the reply is read from
+    the connection's ``StreamReader`` and parsed here (:func:`parse_reply`), so a cancellation
+    that arrives while the reply is awaited loses nothing (the stream keeps unread bytes, the
+    bytes read so far are handed on). The rest of the call -- reading the reply, giving the
+    connection back -- then continues as a background task, which the caller may register
+    (``inflight[handle]``) to wait for it: a cancelled acquire's grant lands before ``leave``
+    takes it back. Anything off the common path (a connection to make or check, a buffered
+    transport, a RESP3 push message ahead of the reply, a retry after a failed first attempt)
+    runs redis-py's own exchange as one task the caller awaits through ``asyncio.shield``,
+    with the same hand-over on cancellation.
+    """
+
+    __slots__ = ("_borrow", "_cap", "_deadlines", "_idle", "_pool")
 
     def __init__(self, pool: Any) -> None:
         import redis.asyncio
@@ -206,49 +335,205 @@ class AsyncDirect:
         self._borrow = _borrow(pool)
         self._cap = _idle_cap(pool, redis.asyncio.ConnectionPool)
         self._idle = stack_of(pool)
+        self._deadlines: _Deadlines | None = None
 
-    async def call(self, packed: bytes) -> Any:
-        """See :meth:`Direct.call`."""
+    async def call(
+        self,
+        packed: bytes,
+        inflight: dict[str, asyncio.Future[Any]] | None = None,
+        handle: str = "",
+    ) -> Any:
+        """Send ``packed`` (one whole command) and return the parsed reply.
+
+        Raises what ``execute_command`` raises (redis-py exceptions, untranslated). If the
+        caller is cancelled after the command may have been sent, the exchange finishes in the
+        background and its task is stored in ``inflight[handle]`` (when ``inflight`` is given).
+        """
         idle = self._idle
+        conn = idle.pop() if idle else await self._borrow()
+        reader = conn._reader
+        writer = conn._writer
+        if (
+            reader is None
+            or writer is None
+            or conn.health_check_interval
+            or writer.transport.is_closing()
+            or writer.transport.get_write_buffer_size()
+        ):
+            # To connect, check health or queue behind buffered bytes: redis-py's exchange.
+            return await self._guarded(self._exchange(conn, packed, None), inflight, handle)
+        # A small command on a connected transport with nothing buffered goes out at once
+        # (send_packed_command would wrap the write in asyncio.wait_for: a task per command).
+        writer.write(packed)
+        timeout = conn.socket_timeout
+        deadlines = self._deadlines
+        if timeout is not None:
+            loop = asyncio.get_running_loop()
+            if deadlines is None or deadlines._loop is not loop:
+                deadlines = self._deadlines = _Deadlines(loop)
+            deadlines.start(reader, timeout)
         try:
-            conn = idle.pop()
-        except IndexError:
-            conn = await self._borrow()
+            data = await reader.read(READ_SIZE)
+        except asyncio.CancelledError:
+            # The command is out and its reply on its way: read it in the background.
+            task = _background(self._rest(conn, packed, b"", deadlines))
+            if inflight is not None:
+                inflight[handle] = task
+            raise
+        except Exception as exc:  # an OSError of the transport, or _ReadTimeout
+            if deadlines is not None:
+                deadlines.stop(reader)
+            error = _read_error(conn, exc)
+            return await self._guarded(self._exchange(conn, packed, error), inflight, handle)
+        except BaseException:
+            _background(self._drop(conn))
+            raise
+        if data[:1] == b">":  # a RESP3 push message ahead of the reply
+            if deadlines is not None:
+                deadlines.stop(reader)
+            await self._unread_push(conn, data)
+            return await self._guarded(self._exchange(conn, packed, _SENT), inflight, handle)
+        try:
+            reply, end = parse_reply(data, 0)
+        except Incomplete:  # a reply in pieces (rare: it is a few dozen bytes), or none: closed
+            return await self._guarded(self._rest(conn, packed, data, deadlines), inflight, handle)
+        except Exception:
+            if deadlines is not None:
+                deadlines.stop(reader)
+            await self._drop(conn)
+            raise
+        if deadlines is not None:
+            deadlines.stop(reader)
+        return await self._settle(conn, packed, reply, data, end, inflight, handle)
+
+    async def _rest(
+        self, conn: Any, packed: bytes, data: bytes, deadlines: _Deadlines | None
+    ) -> Any:
+        """Finish reading a reply begun in ``data`` (under the same deadline) and settle it."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        reader = conn._reader
+        push = False
+        try:
+            while True:
+                try:
+                    reply, end = parse_reply(data, 0)
+                    break
+                except Incomplete:
+                    pass
+                more = await reader.read(READ_SIZE)
+                if not more:
+                    raise _read_error(conn, None)
+                if not data and more[:1] == b">":  # a push message ahead of the reply
+                    push = True
+                    break
+                data += more
+        except Exception as exc:
+            if deadlines is not None:
+                deadlines.stop(reader)
+            if isinstance(exc, _ReadTimeout | OSError | RedisConnectionError):
+                return await self._exchange(conn, packed, _read_error(conn, exc))  # retried
+            await self._drop(conn)
+            raise
+        except BaseException:
+            if deadlines is not None:
+                deadlines.stop(reader)
+            await self._drop(conn)
+            raise
+        if deadlines is not None:
+            deadlines.stop(reader)
+        if push:
+            await self._unread_push(conn, more)  # right after the read (see _unread)
+            return await self._exchange(conn, packed, _SENT)
+        return await self._settle(conn, packed, reply, data, end)
+
+    async def _unread_push(self, conn: Any, data: bytes) -> None:
+        """Hand a RESP3 push message (e.g. a maintenance notification) that came ahead of the
+        reply, in ``data`` just read, back to the stream for redis-py's parser, which handles
+        it and then reads the reply; call it before anything else is awaited."""
+        if not _unread(conn._reader, data):
+            await self._drop(conn)
+            from redis.exceptions import InvalidResponse
+
+            raise InvalidResponse("a push message too long to hand over ahead of a reply")
+
+    async def _settle(
+        self,
+        conn: Any,
+        packed: bytes,
+        reply: Any,
+        data: bytes,
+        end: int,
+        inflight: dict[str, asyncio.Future[Any]] | None = None,
+        handle: str = "",
+    ) -> Any:
+        """Return (or raise) ``reply``, parsed from ``data[:end]``; ``conn`` is kept only if
+        nothing else was read and no read timeout fired meanwhile."""
+        if isinstance(reply, Exception):
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
+            if isinstance(reply, RedisConnectionError):  # e.g. LOADING: retried like redis-py
+                return await self._guarded(self._exchange(conn, packed, reply), inflight, handle)
+        if end != len(data) or conn._reader.exception() is not None:
+            # Never reuse a connection with bytes beyond the reply or a timeout that fired as
+            # the reply came in. A push message after the reply is no error (its connection is
+            # dropped all the same); anything else is.
+            await self._drop(conn)
+            if data[end : end + 1] not in (b"", b">"):
+                from redis.exceptions import InvalidResponse
+
+                raise InvalidResponse("unexpected bytes after a reply")
+        elif not self._keep(conn):
+            await self._give(conn)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def _guarded(
+        self, coro: Any, inflight: dict[str, asyncio.Future[Any]] | None, handle: str
+    ) -> Any:
+        # The exchange runs as its own task: a cancellation of the caller leaves it running
+        # (redis.asyncio disconnects a connection whose read is cancelled) and hands it over.
+        task = _background(coro)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if inflight is not None:
+                inflight[handle] = task
+            raise
+
+    async def _exchange(self, conn: Any, packed: bytes, first: object) -> Any:
+        """redis-py's exchange under the connection's retry policy.
+
+        ``first``: ``None``, or :data:`_SENT` (the command is out: read its reply first), or
+        the failure of a first attempt made on the direct path (replayed, so that the policy
+        counts it and disconnects, exactly as if ``call_with_retry`` had seen it).
+        """
         data = [packed]
 
-        async def exchange() -> Any:
-            # send_packed_command wraps every write in asyncio.wait_for (a task and two loop
-            # turns) when the client has a socket timeout. A small command on a connected
-            # transport with nothing buffered goes out at once, so it is written directly
-            # (read_response still enforces the timeout); anything else takes the full path.
-            writer = getattr(conn, "_writer", None)
-            if (
-                writer is not None
-                and not conn.health_check_interval
-                and not writer.transport.is_closing()
-                and not writer.transport.get_write_buffer_size()
-            ):
-                writer.write(packed)
-            else:
-                await conn.send_packed_command(data)
+        async def attempt() -> Any:
+            nonlocal first
+            step, first = first, None
+            if step is _SENT:
+                return await conn.read_response()
+            if isinstance(step, BaseException):
+                raise step
+            await conn.send_packed_command(data)
             return await conn.read_response()
 
         async def fail(_error: BaseException) -> None:
             await conn.disconnect()
 
         try:
-            reply = await conn.retry.call_with_retry(exchange, fail)
+            reply = await conn.retry.call_with_retry(attempt, fail)
         except BaseException as exc:
             from redis.exceptions import ResponseError
 
             if isinstance(exc, ResponseError):
                 await self._give(conn)
             else:
-                # Also on cancellation: close and return it in the background, so a second
-                # cancellation cannot leak it and nobody reads its late reply.
-                closing = asyncio.ensure_future(self._drop(conn))
-                _CLOSING.add(closing)
-                closing.add_done_callback(_CLOSING.discard)
+                # The reply may still be on its way: nobody may read this connection again.
+                await self._drop(conn)
             raise
         await self._give(conn)
         return reply
@@ -259,6 +544,16 @@ class AsyncDirect:
         finally:
             await self._pool.release(conn)
 
+    def _keep(self, conn: Any) -> bool:
+        """Put ``conn`` back on the stack if there is room and it needs nothing done."""
+        if len(self._idle) >= self._cap:
+            return False
+        should_reconnect = getattr(conn, "should_reconnect", None)
+        if should_reconnect is not None and should_reconnect():
+            return False
+        self._idle.append(conn)
+        return True
+
     async def _give(self, conn: Any) -> None:
         should_reconnect = getattr(conn, "should_reconnect", None)
         if should_reconnect is not None and should_reconnect():
@@ -267,6 +562,40 @@ class AsyncDirect:
             self._idle.append(conn)
         else:
             await self._pool.release(conn)
+
+
+#: ``AsyncDirect._exchange``: the command was already sent.
+_SENT = object()
+
+
+def _unread(reader: asyncio.StreamReader, data: bytes) -> bool:
+    """Put ``data``, just read, back at the head of ``reader`` (for redis-py's parser).
+
+    Possible only when that read drained the stream's buffer (it returned less than it asked
+    for): then feeding the bytes again restores their order.
+    """
+    if len(data) >= READ_SIZE or reader.at_eof() or reader.exception() is not None:
+        return False
+    reader.feed_data(data)
+    return True
+
+
+def _read_error(conn: Any, exc: BaseException | None) -> Exception:
+    """The redis-py exception ``read_response`` raises for a failed read (``exc``: what the
+    stream raised; ``None``: end of stream)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    where = f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
+    if exc is None:
+        return RedisConnectionError("Connection closed by server.")
+    if isinstance(exc, _ReadTimeout):
+        return RedisTimeoutError(f"Timeout reading from {where}")
+    if isinstance(exc, OSError):
+        return RedisConnectionError(f"Error while reading from {where} : {exc.args}")
+    if isinstance(exc, Exception):
+        return exc
+    raise exc
 
 
 def async_direct(backend: Any) -> AsyncDirect | None:

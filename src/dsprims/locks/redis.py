@@ -335,12 +335,15 @@ class _RedisLockStore:
 
 
 class _AsyncRedisLockStore:
-    """The asyncio store: commands are shielded from cancellation and finished in ``leave``.
+    """The asyncio store: commands cut off by a cancellation are finished, then ``leave`` runs.
 
-    redis.asyncio does not cope well with a command cancelled mid-flight (a cancelled BLPOP was
-    seen retried for a minute, see FINDINGS), so every command runs as its own task; a
-    cancellation leaves it running, and :meth:`leave` waits for it (unblocking a BLPOP by
-    pushing onto the waiter's own list) before it cleans up.
+    redis.asyncio does not cope well with a command cancelled mid-flight (it disconnects the
+    connection; a cancelled BLPOP was seen retried for a minute, see FINDINGS). The acquire
+    script on the direct path (:class:`~dsprims.locks._direct.AsyncDirect`) is cancellation-safe
+    by itself: when cut off, it finishes in the background and registers itself in
+    ``_inflight``. Every other command of an acquire (BLPOP, the fallbacks) runs as its own task,
+    which a cancellation leaves running and registers. :meth:`leave` waits for what is
+    registered (unblocking a BLPOP by pushing onto the waiter's own list) before it cleans up.
     """
 
     def __init__(self, backend: Any, scripts: _Scripts) -> None:
@@ -362,15 +365,29 @@ class _AsyncRedisLockStore:
     def close_ticket(self, ticket: str) -> None:
         """Nothing to forget locally."""
 
-    async def _run(self, command: tuple[Any, ...], script: LuaScript, args: tuple[Any, ...]) -> Any:
-        # See _RedisLockStore._run.
+    async def _run(
+        self,
+        command: tuple[Any, ...],
+        script: LuaScript,
+        args: tuple[Any, ...],
+        handle: str | None = None,
+    ) -> Any:
+        # See _RedisLockStore._run. With a handle, a cancellation never cuts the command off:
+        # it finishes in the background and leave(handle) waits for it. The direct path does
+        # that by itself (no task per call); the others run the command as a task.
         try:
             if self._direct is not None:
                 head = self._acquire_head if script is _ACQUIRE else self._release_head
-                return await self._direct.call(head + pack_tail(args))
-            return await self._execute(*command, *args)
+                packed = head + pack_tail(args)
+                if handle is None:
+                    return await self._direct.call(packed)
+                return await self._direct.call(packed, self._inflight, handle)
+            if handle is None:
+                return await self._execute(*command, *args)
+            return await self._shielded(handle, self._execute(*command, *args))
         except self._noscript:
-            return await self.backend.evalsha(script, self.scripts.lock_keys, args)
+            fallback = self.backend.evalsha(script, self.scripts.lock_keys, args)
+            return await (fallback if handle is None else self._shielded(handle, fallback))
         except self._errors as exc:
             raise translate(exc) from exc
 
@@ -386,8 +403,8 @@ class _AsyncRedisLockStore:
         s = self.scripts
         if s.wait_replicas:
             return await self._shielded(owner, self._replicated(owner, ticket))  # type: ignore[no-any-return]
-        coro = self._run(self._acquire_cmd, _ACQUIRE, (owner, ticket, s.acquire_tail()))
-        return s.acquire_result(await self._shielded(owner, coro))
+        args = (owner, ticket, s.acquire_tail())
+        return s.acquire_result(await self._run(self._acquire_cmd, _ACQUIRE, args, owner))
 
     async def _replicated(self, owner: str, ticket: str) -> AcquireDecision:
         s = self.scripts

@@ -45,7 +45,9 @@ from dsprims.backends._lua import LuaScript, lua_script
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix
 from dsprims.backends.url import resolve_async_backend, resolve_backend
 from dsprims.errors import BackendError, BackendUnavailable, ConfigurationError, DsprimsError
+from dsprims.locks._direct import Incomplete as _Incomplete
 from dsprims.locks._direct import pack_head, pack_tail
+from dsprims.locks._direct import parse_reply as _parse
 from dsprims.locks._lock import AsyncLockBase, LockBase
 from dsprims.locks.core import (
     DEFAULT_TTL,
@@ -161,46 +163,6 @@ def _no_retry(conn: Any) -> Any:
     from redis.retry import Retry
 
     return Retry(NoBackoff(), 0)
-
-
-class _Incomplete(Exception):
-    """More bytes are needed to parse the reply."""
-
-
-def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
-    """One RESP2/RESP3 value of the kinds the lock scripts reply with, from ``buf[pos:]``."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete
-    kind, line, pos = buf[pos], buf[pos + 1 : end], end + 2
-    if kind == 58:  # ':' integer
-        return int(line), pos
-    if kind == 36:  # '$' bulk string
-        size = int(line)
-        if size < 0:
-            return None, pos
-        if len(buf) < pos + size + 2:
-            raise _Incomplete
-        return buf[pos : pos + size], pos + size + 2
-    if kind == 42:  # '*' array
-        count = int(line)
-        if count < 0:
-            return None, pos
-        items = []
-        for _ in range(count):
-            item, pos = _parse(buf, pos)
-            items.append(item)
-        return items, pos
-    if kind == 45:  # '-' error
-        from redis.exceptions import NoScriptError, ResponseError
-
-        text = line.decode(errors="replace")
-        return (NoScriptError if text.startswith("NOSCRIPT") else ResponseError)(text), pos
-    if kind in (43, 95):  # '+' status, '_' RESP3 null
-        return (line if kind == 43 else None), pos
-    from redis.exceptions import InvalidResponse
-
-    raise InvalidResponse(f"unexpected reply type {chr(kind)!r}")
 
 
 def _read_reply(conn: Any) -> Any:
