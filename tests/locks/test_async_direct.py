@@ -408,3 +408,36 @@ async def test_a_cancelled_acquire_is_taken_back_after_its_grant_on_a_stalled_se
             with pytest.raises(asyncio.CancelledError):
                 await task
             await _nothing_left(lock, sync, key_prefix)
+
+
+@pytest.mark.redis
+async def test_replies_read_directly_or_by_redis_py_agree(
+    redis_server: Any, key_prefix: str
+) -> None:
+    # The direct reader returns bytes whatever the client decodes; redis-py's path (taken on a
+    # disconnected connection) returns str with decode_responses: the lock handles both,
+    # including the queued reply ([wait, ticket]) and the wake-up of the queued waiter.
+    from redis.asyncio import Redis
+
+    from dsprims import AsyncRedisBackend
+
+    for decode in (True, False):
+        client = Redis(host="127.0.0.1", port=redis_server.port, decode_responses=decode)
+        try:
+            lock = AsyncRedisLock(
+                f"adec{decode}", backend=AsyncRedisBackend(client), prefix=key_prefix
+            )
+            assert lock._store._direct is not None  # type: ignore[attr-defined]
+            for disconnected in (False, True):
+                for conn in _direct.stack_of(client.connection_pool) if disconnected else ():
+                    await conn.disconnect()  # the next calls reconnect through redis-py
+                holder = await lock.acquire()
+                waiter = asyncio.ensure_future(lock.acquire(timeout=5))
+                await asyncio.sleep(0.05)
+                await holder.release()
+                lease = await waiter
+                assert lease.token > holder.token
+                await lease.release()
+            await lock.settle()
+        finally:
+            await client.aclose()

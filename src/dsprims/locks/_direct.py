@@ -351,8 +351,8 @@ class AsyncDirect:
         """
         idle = self._idle
         conn = idle.pop() if idle else await self._borrow()
-        reader = conn._reader
-        writer = conn._writer
+        reader = getattr(conn, "_reader", None)
+        writer = getattr(conn, "_writer", None)
         if (
             reader is None
             or writer is None
