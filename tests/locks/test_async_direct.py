@@ -115,12 +115,12 @@ class FakeConnection:
 class FakePool:
     max_connections = 0  # keeps no connection: every call borrows and releases
 
-    def __init__(self, conn: FakeConnection) -> None:
-        self.conn = conn
+    def __init__(self, *conns: FakeConnection) -> None:
+        self.conns = list(conns)
         self.released: list[FakeConnection] = []
 
     async def get_connection(self) -> FakeConnection:
-        return self.conn
+        return self.conns.pop(0)
 
     async def release(self, conn: FakeConnection) -> None:
         self.released.append(conn)
@@ -266,6 +266,23 @@ async def test_a_read_past_the_socket_timeout_fails_and_drops_the_connection() -
         await inflight["h"]
     assert silent.disconnects >= 1
     await _settled()
+
+
+async def test_a_shorter_timeout_is_kept_while_a_longer_read_waits() -> None:
+    # One pool's reads share a deadline timer; a connection whose timeout is shorter than the
+    # one armed (e.g. relaxed for a maintenance on the other) still times out on time.
+    slow, short = FakeConnection(timeout=30.0), FakeConnection(timeout=0.05)
+    direct = AsyncDirect(FakePool(slow, short))
+    waiting = asyncio.ensure_future(direct.call(b"CMD"))
+    await asyncio.sleep(0)
+    start = time.monotonic()
+    with pytest.raises(rexc.TimeoutError):
+        await direct.call(b"CMD")
+    assert time.monotonic() - start < 0.05 + 1.0  # a correctness bound, not a speed claim
+    assert not waiting.done()
+    assert slow._reader is not None
+    slow._reader.feed_data(b":9\r\n")
+    assert await waiting == 9
 
 
 def test_parse_reply_refuses_what_is_not_a_reply() -> None:

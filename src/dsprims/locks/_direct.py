@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 import threading
 import weakref
@@ -205,31 +206,38 @@ class _Deadlines:
     its connection is then dropped, as redis-py does on a read timeout.
     """
 
-    __slots__ = ("_loop", "_reads", "_timer")
+    __slots__ = ("_loop", "_next", "_reads", "_timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._reads: dict[asyncio.StreamReader, float] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._next = math.inf  # when the timer fires
 
     def start(self, reader: asyncio.StreamReader, timeout: float) -> None:
         when = self._loop.time() + timeout
         self._reads[reader] = when
-        if self._timer is None:
-            self._timer = self._loop.call_at(when, self._check)
+        if when < self._next:  # rare: deadlines of one pool's reads come in order, unless
+            self._arm(when)  # a connection's timeout changed (e.g. relaxed for maintenance)
 
     def stop(self, reader: asyncio.StreamReader) -> None:
         self._reads.pop(reader, None)
 
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._check)
+        self._next = when
+
     def _check(self) -> None:
-        self._timer = None
+        self._timer, self._next = None, math.inf
         reads = self._reads
         now = self._loop.time()
         for reader in [r for r, when in reads.items() if when <= now]:
             del reads[reader]
             reader.set_exception(_ReadTimeout())
         if reads:
-            self._timer = self._loop.call_at(min(reads.values()), self._check)
+            self._arm(min(reads.values()))
 
 
 class _ReadTimeout(Exception):
