@@ -246,6 +246,118 @@ def test_inlined_gcra_fast_path_is_the_core(
         assert type(decision) is RateLimitDecision
 
 
+class _SteppingClock:
+    """A clock read from a settable value: any float, forwards or backwards (tests only)."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def time_ns(self) -> int:
+        return int(self.t * 1e9)
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+#: The clock range of the fast path's float arithmetic (seconds): 2**50 µs, ~35.7 years.
+_FLOAT_T = 2.0**50 / 1e6
+#: Float µs readings t * 1e6 with a fractional part of exactly one half: the rounding ties of
+#: floor(t * 1e6 + 0.5).
+_TIES = st.integers(-(2**40), 2**40).map(lambda n: (2 * n + 1) / 2e6)
+
+
+# The clock at the very edge of the float range, and just beyond it, both signs.
+@example(
+    rate=1,
+    capacity=3,
+    start=math.nextafter(_FLOAT_T, 0.0),
+    steps=[(0.0, 1, "try"), (1e-6, 1, "try1"), (_FLOAT_T, 1, "try"), (0.0, 2, "try")],
+)
+@example(
+    rate=1,
+    capacity=3,
+    start=-math.nextafter(_FLOAT_T, 0.0),
+    steps=[(0.0, 1, "try"), (-1.0, 3, "try"), (-_FLOAT_T, 1, "try1"), (1e-6, 1, "try")],
+)
+# Reservations booking decades ahead push the stored time past 2**52 µs (the float limit of
+# the stored time): the fast path must hand those to the core.
+@example(
+    rate=1,
+    capacity=10**9,
+    start=1000.0,
+    steps=[(0.0, 10**9, "reserve")] * 6 + [(0.0, 1, "try1"), (1.0, 0, "try"), (0.0, 5, "try")],
+)
+# ... and beyond 2**53 (booked with the clock beyond the float range, read after it stepped
+# back), where an odd stored time has no exact double.
+@example(
+    rate=1,
+    capacity=10**9,
+    start=4.3e9 + 3e-6,
+    steps=[(0.0, 10**9 - 1, "reserve")] * 6
+    + [(1000.0 - (4.3e9 + 3e-6), 1, "try1"), (1e-6, 3, "try"), (1e-6, 1, "try")],
+)
+# A tie: 1000.0000005 s is exactly 1000000000.5 µs.
+@example(rate=1e6, capacity=3, start=1000.0000005, steps=[(0.0, 2, "try"), (0.0, 1, "try1")])
+@given(
+    rate=st.sampled_from([1, 3, 7.5, 1000, 250_000, 1e6]),
+    capacity=st.sampled_from([1, 3, 10, 10**9]),
+    start=st.one_of(
+        st.floats(min_value=-3e9, max_value=3e9),
+        _TIES,
+        st.sampled_from([0.0, -0.0, 1e-7, -1e-7, _FLOAT_T, -_FLOAT_T]),
+    ),
+    steps=st.lists(
+        st.tuples(
+            # seconds to move the clock, backwards too
+            st.one_of(
+                st.integers(-3, 9).map(lambda us: us / 1e6),
+                st.floats(min_value=-2.0, max_value=5.0),
+                st.floats(min_value=-2e9, max_value=2e9),
+                st.just(0.0),
+            ),
+            st.integers(0, 10**9),  # cost (clamped to the capacity)
+            st.sampled_from(["try", "try", "try", "try1", "reserve"]),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_float_fast_path_equals_the_int_path_on_any_clock(
+    rate: float, capacity: int, start: float, steps: list[tuple[float, int, str]]
+) -> None:
+    """Differential: the fast path's float arithmetic == the integer core, at any clock reading.
+
+    Two buckets of the same settings on separate stores read one clock that jumps anywhere,
+    forwards and backwards: huge and negative times (beyond the fast path's float range),
+    rounding ties of the µs conversion, and reservations of any size (which may push the stored
+    time beyond the float range). One decides through ``try_acquire`` (the fast path), the other
+    through the general path, which runs the integer core ``gcra_decide``; every decision is the
+    same, field by field and type by type.
+    """
+    clock = _SteppingClock(start)
+    fast = TokenBucket(rate, capacity, clock=clock)
+    slow = TokenBucket(rate, capacity, clock=clock)
+    for seconds, cost, op in steps:
+        clock.t += seconds
+        cost = min(cost, capacity)
+        if op == "reserve":
+            got = fast._reserve_local(fast._store, "k", cost, 2**52)  # type: ignore[arg-type]
+            want = slow._reserve_local(slow._store, "k", cost, 2**52)  # type: ignore[arg-type]
+            assert got == want
+            continue
+        decision = fast.try_acquire("k") if op == "try1" else fast.try_acquire("k", cost)
+        expected = slow._memory("k", 1 if op == "try1" else cost, True)
+        assert decision == expected
+        assert [type(v) for v in decision] == [type(v) for v in expected]
+        assert type(decision) is RateLimitDecision
+
+
 @pytest.mark.parametrize("algo", ["counter", "log"])
 @given(
     steps=st.lists(

@@ -129,6 +129,14 @@ class _Algorithm:
 
 
 class _Gcra(_Algorithm):
+    """GCRA on the memory backend and its script parameters.
+
+    The stored state is the theoretical arrival time in whole µs: an ``int`` when written here,
+    an integer-valued ``float`` when written by the specialised ``try_acquire`` (:func:`_fast_gcra`,
+    which keeps it below 2**52, where doubles hold every integer exactly). Both read it back
+    with ``int()`` before calling the core.
+    """
+
     code = "t"
     nkeys = 1
 
@@ -157,7 +165,7 @@ class _Gcra(_Algorithm):
         if entry is not None and entry[2] is clock and t < entry[1]:
             # Hot path: a live key written on this clock is updated in place.
             allowed, remaining, retry, reset, tat = gcra_decide(
-                self.interval, self.tolerance, entry[0], now, cost, consume
+                self.interval, self.tolerance, int(entry[0]), now, cost, consume
             )
             if allowed and consume:
                 entry[0] = tat
@@ -165,7 +173,7 @@ class _Gcra(_Algorithm):
             return allowed, remaining, retry, reset
         state = store.get(key)
         allowed, remaining, retry, reset, tat = gcra_decide(
-            self.interval, self.tolerance, now if state is None else state, now, cost, consume
+            self.interval, self.tolerance, now if state is None else int(state), now, cost, consume
         )
         if allowed and consume and tat > now:
             store.transact(key, lambda _old: (None, tat), ttl=reset * 1e-6 + _MARGIN, clock=clock)
@@ -184,7 +192,7 @@ class _Gcra(_Algorithm):
         """Book an admission instant (:func:`~dsprims.ratelimit.core.gcra_reserve`)."""
         state = store.get(key)
         reserved, remaining, wait, reset, tat = gcra_reserve(
-            self.interval, self.tolerance, now if state is None else state, now, cost, max_wait
+            self.interval, self.tolerance, now if state is None else int(state), now, cost, max_wait
         )
         if reserved and tat > now:
             store.transact(key, lambda _old: (None, tat), ttl=reset * 1e-6 + _MARGIN, clock=clock)
@@ -802,7 +810,7 @@ class _WindowSettings(_LimiterBase):
 class TokenBucket(_BucketSettings, _SyncLimiter):
     """Token bucket as GCRA: ``rate`` tokens per second, bursts of up to ``capacity``.
 
-    A new key starts full. Stored state: one integer per key (the theoretical arrival time).
+    A new key starts full. Stored state: one number per key (the theoretical arrival time).
 
     Args:
         rate: tokens added per second (> 0, at most 1e6).
@@ -990,92 +998,131 @@ def _fast_live(limiter: _LimiterBase) -> Any:
     return try_acquire
 
 
+#: Adding and then subtracting ``1.5 * 2**52`` rounds a double ``x`` with ``|x| < 2**51`` to the
+#: nearest integer exactly (the sum lies in ``[2**52, 2**53)``, where doubles are spaced 1 apart).
+_ROUNDER: Final = 1.5 * 2.0**52
+#: The clock readings (seconds, about 35.7 years either side of 0) the token bucket's float fast
+#: path takes: ``|now|`` stays below 2**50 µs, well inside the range of ``_ROUNDER``.
+_FLOAT_T: Final = 2.0**50 / 1e6
+_FLOAT_T_MIN: Final = -_FLOAT_T
+#: The stored time plus the cost (µs) must stay below this on the fast path: with ``|now|`` below
+#: 2**50, every sum and difference it computes then stays below 2**53.
+_FLOAT_TAT: Final = 2.0**52
+_ONE: Final = 1
+_ceil: Final = math.ceil
+_make: Final = cast(
+    Callable[[type[RateLimitDecision], tuple[Any, ...]], RateLimitDecision], tuple.__new__
+)
+
+
 def _fast_gcra(limiter: _LimiterBase) -> Any:
     """``try_acquire`` of a memory token bucket, specialised for the common case.
 
     The GCRA step of :func:`~dsprims.ratelimit.core.gcra_decide` (with ``consume=True``) is
     written out inline here: on the memory backend a call of the core and the tuple it returns
     would cost about as much as the whole decision. ``tests/ratelimit/test_memory.py`` pins this
-    copy to the core with a differential hypothesis test (every decision of random traffic under
+    copy to the core with differential hypothesis tests (every decision of random traffic under
     a ``ManualClock``, denials, zero costs, expiries, resets, reservations and a second limiter
-    sharing the keys included, equals the core's).
+    sharing the keys included, and clocks at arbitrary, huge, negative or stepped-back times,
+    equals the core's).
 
-    The step is written in terms of the debt ``tat - now`` (what the bucket owes, in µs) rather
-    than in absolute times: only the subtraction from and the addition to the stored ``tat``
-    touch timestamps (which exceed 2**30 µs, where CPython's integer operations leave their
-    single-digit fast paths), and a full bucket, the common case below the limit, needs no
-    division at all (``remaining = capacity - cost``, since ``tau = capacity * T`` exactly; for
-    the default cost the whole decision is precomputed but ``now``). The entry's deadline stays
+    The step runs on integer-valued doubles rather than Python ints. The core's integers are
+    µs timestamps (above 2**30, beyond CPython's single-digit integer fast paths) and, for a
+    bucket in debt, debts of the same size; float operations cost the same at any magnitude.
+    The arithmetic stays exact because every value is a whole number of µs below 2**53, which
+    doubles represent exactly, and sums, differences and comparisons of such numbers are exact
+    (the guards below send anything larger to the general path). The µs timestamp
+    ``floor(t * 1e6 + 0.5)`` of ``_now_us`` is computed without leaving floats: ``_ROUNDER``
+    rounds to the nearest integer, and one comparison turns that into the floor. Divisions are
+    correctly rounded, so ``debt / 1e6`` is the core's ``reset_us / 1e6`` to the bit, and for
+    a whole ``x < 2**53`` ``ceil(x / T)`` is the exact ceiling (a quotient that is not whole is
+    at least ``1 / T`` from the next integer, more than its rounding error ``x / T * 2**-53``),
+    which gives ``remaining = capacity - ceil(debt / T) = (tau - debt) // T`` since
+    ``tau = capacity * T``. The stored time becomes an integer-valued float (see :class:`_Gcra`).
+
+    It is written in terms of the debt ``tat - now`` (what the bucket owes, in µs). A full
+    bucket taking the default cost, the common case below the limit, returns one prebuilt
+    decision (immutable, and equal to what the core gives: ``remaining = capacity - 1``,
+    ``reset_after = T``); every other outcome builds a new one. The entry's deadline stays
     ``t + reset_after + margin``, as on the general path.
 
     Everything is bound once in a closure, and each key remembers its entry list
-    (:func:`_entry_cache`). A decision is then one dict lookup, one
-    lock acquire/release, one clock read, the arithmetic, and the result tuple. Anything unusual
-    (a new or expired key, a key that is not exactly a ``str`` (an object merely equal to a
-    remembered key must still be rejected), a cost that fails the checks) takes the general path,
-    which runs the core itself and raises the errors.
+    (:func:`_entry_cache`). A decision is then one dict lookup, one lock acquire/release, one
+    clock read, the arithmetic, and the result tuple. Anything unusual (a new or expired key, a
+    key that is not exactly a ``str`` (an object merely equal to a remembered key must still be
+    rejected), a cost that fails the checks, a clock or a stored time beyond the exact float
+    range) takes the general path, which runs the core itself and raises the errors.
     """
     algo = limiter._algo
     assert isinstance(algo, _Gcra)
-    interval, tolerance = algo.interval, algo.tolerance
-    margin = _MARGIN
-    # The default cost on a full bucket, precomputed: remaining, reset_after (int / int: the same
-    # correctly rounded float as interval / 1e6), and the entry's lifetime beyond now.
-    below = algo.limit - 1
-    period = interval / 1000000
-    hold = period + margin
-    (acquire, release, mono, limit, slow, make, decision, exact, floor, one, entries, general) = (
-        _hot_bindings(limiter)
-    )
+    interval = float(algo.interval)
+    tolerance = float(algo.tolerance)
+    # Only per-limiter values are closure variables (each call copies them into its frame);
+    # constants are module globals or literals.
+    acquire, release, mono, limit, slow, _, _, _, _, _, entries, general = _hot_bindings(limiter)
+    # The default cost on a full bucket: its decision (reset_after = T / 1e6, the same
+    # correctly rounded float as the core's int / int) and the entry's lifetime beyond now.
+    period = algo.interval / 1000000
+    hold = period + _MARGIN
+    full = _make(RateLimitDecision, (True, limit - 1, 0.0, period, limit, False))
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
         try:
             entry = entries[key]
         except (KeyError, TypeError):  # a new key or an unhashable one: validated there
             return general(key, cost)
-        # `cost is one`: the default cost needs no checks (small ints are cached objects).
-        if key.__class__ is not exact or (
-            cost is not one and (cost.__class__ is not int or not 0 <= cost <= limit)
-        ):
+        # `cost is _ONE`: the default cost needs no checks (small ints are cached objects).
+        if cost is _ONE:
+            spend = interval
+        elif cost.__class__ is int and 0 <= cost <= limit:
+            spend = cost * interval  # cost * T <= tau < 2**51: exact
+        else:
+            return slow(key, cost, True)
+        if key.__class__ is not str:
             return slow(key, cost, True)
         # acquire/release around try/finally: as safe as `with`, and cheaper here.
         acquire()
         try:
             t = mono()
-            if t >= entry[1]:  # expired, or detached from the table (deadline -inf)
+            # Expired, or detached from the table (deadline -inf), or beyond the float range.
+            if t >= entry[1] or t >= _FLOAT_T or t <= _FLOAT_T_MIN:
                 return general(key, cost)
-            # gcra_decide(interval, tolerance, entry[0], now, cost, consume=True), inlined and
-            # written with owed = max(tat - now, 0) and debt = owed + cost*T = new tat - now:
-            # admitted iff debt <= tau; remaining = (tau - debt) // T; reset = debt.
-            now = floor(t * 1e6 + 0.5)  # _now_us(t)
-            owed = entry[0] - now
-            if owed <= 0:
-                # A full bucket admits any valid cost (cost <= capacity, so cost*T <= tau).
-                if cost is one:
-                    entry[0] = now + interval
+            # now = _now_us(t) = floor(v), as a float: round v to the nearest integer, then
+            # step down if that went up.
+            v = t * 1e6 + 0.5
+            now = v + _ROUNDER - _ROUNDER
+            if now > v:
+                now -= 1.0
+            # gcra_decide(interval, tolerance, entry[0], now, cost, consume=True), inlined:
+            # new = tat + cost*T, debt = new - now = owed + cost*T with owed = tat - now.
+            # (A stored int is converted exactly, or rounds to >= 2**52 and goes below.)
+            new = entry[0] + spend
+            if new >= _FLOAT_TAT:
+                return general(key, cost)
+            debt = new - now
+            if debt <= spend:
+                # owed <= 0: a full bucket admits any valid cost (cost * T <= tau).
+                entry[0] = now + spend
+                if cost is _ONE:
                     entry[1] = t + hold
-                    return make(decision, (True, below, 0.0, period, limit, False))
-                debt = cost * interval
-                entry[0] = now + debt
-                # Int / int: the same correctly rounded float as debt / 1e6 (debt < 2**53),
-                # and cheaper in CPython (no float operand to coerce).
-                reset = debt / 1000000
-                entry[1] = t + reset + margin
-                return make(decision, (True, limit - cost, 0.0, reset, limit, False))
-            debt = owed + cost * interval
+                    return full
+                reset = spend / 1e6
+                entry[1] = t + reset + _MARGIN
+                return _make(RateLimitDecision, (True, limit - cost, 0.0, reset, limit, False))
             if debt <= tolerance:
-                entry[0] = now + debt
-                reset = debt / 1000000
-                entry[1] = t + reset + margin
-                remaining = (tolerance - debt) // interval
-                return make(decision, (True, remaining, 0.0, reset, limit, False))
+                entry[0] = new
+                reset = debt / 1e6
+                entry[1] = t + reset + _MARGIN
+                remaining = limit - _ceil(debt / interval)
+                return _make(RateLimitDecision, (True, remaining, 0.0, reset, limit, False))
         finally:
             release()
         # Denied: nothing stored. A reservation (gcra_reserve) may have pushed tat past
         # now + tau: no tokens then, not fewer than none.
-        remaining = (tolerance - owed) // interval
-        return make(
-            decision,
+        owed = debt - spend
+        remaining = limit - _ceil(owed / interval)
+        return _make(
+            RateLimitDecision,
             (
                 False,
                 remaining if remaining > 0 else 0,
