@@ -27,7 +27,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,6 +52,7 @@ def main() -> None:
     from dsprims.locks._direct import parse_reply as _parse
     from dsprims.locks._lock import _new_owner, _new_ticket
     from dsprims.locks.core import quorum_outcome
+    from dsprims.locks.redlock import ACQUIRE, RELEASE
     from dsprims.testing.servers import RedisServerProcess
 
     servers = [RedisServerProcess.create() for _ in range(3)]
@@ -70,10 +70,8 @@ def main() -> None:
         plan, pool, scripts = store.plan, store.servers, store.plan.scripts
         owner = "f" * 32
 
-        def packed(calls: list[Any]) -> list[bytes]:
-            return [pool.pack(i, call, pack_tail(call[2])) for i, call in enumerate(calls)]
-
-        acquire, release = packed(plan.acquire_calls(owner, "")), packed(plan.release_calls(owner))
+        acquire = pool.packed(ACQUIRE, plan.acquire_bodies(owner, ""))
+        release = pool.packed(RELEASE, plan.release_bodies(owner))
         socks = [_connect(s.port) for s in servers]
         one = client.script_load("return 1")
         ret1 = b"*3\r\n$7\r\nEVALSHA\r\n$40\r\n" + one.encode() + b"\r\n$1\r\n0\r\n"

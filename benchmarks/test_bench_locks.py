@@ -24,7 +24,7 @@ import redis_lock
 from benchmarks.conftest import Contender
 from dsprims import async_backend_from_url, backend_from_url
 from dsprims.locks import AsyncRedisLock, MemoryLock, RedisLock, Redlock
-from dsprims.locks._direct import pack_tail
+from dsprims.locks.redlock import ACQUIRE, RELEASE
 from dsprims.testing.servers import RedisServerProcess
 
 CYCLE = "locks: Redis acquire+release, uncontended"
@@ -110,10 +110,6 @@ def two_more(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisSer
             server.stop()
 
 
-def _packed(servers: Any, calls: list[Any]) -> list[bytes]:
-    return [servers.pack(i, call, pack_tail(call[2])) for i, call in enumerate(calls)]
-
-
 def _raw_rounds(socks: list[socket.socket], first: list[bytes], second: list[bytes]) -> Any:
     """Two rounds of one command per server: all sent, then all replies read (blocking)."""
 
@@ -137,8 +133,8 @@ def test_redlock(redis_server: Any, two_more: list[RedisServerProcess], compare:
     lock.acquire().release()  # loads the scripts on every server
     # The exact commands of one cycle, sent on plain sockets with no lock logic around them.
     store = lock._redlock_store
-    acquire = _packed(store.servers, store.plan.acquire_calls("f" * 32, ""))
-    release = _packed(store.servers, store.plan.release_calls("f" * 32))
+    acquire = store.servers.packed(ACQUIRE, store.plan.acquire_bodies("f" * 32, ""))
+    release = store.servers.packed(RELEASE, store.plan.release_bodies("f" * 32))
     ping = [b"*1\r\n$4\r\nPING\r\n"] * len(socks)
     compare(
         REDLOCK,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -236,3 +237,194 @@ def test_reply_parser_reads_what_the_scripts_send() -> None:
     assert type(error) is rexc.ResponseError
     with pytest.raises(rexc.InvalidResponse):
         _parse(b"%1\r\n", 0)
+
+
+def _held_on(backends: list[Any], prefix: str, name: str) -> list[bool]:
+    return [bool(b.client.hget(f"{prefix}:{{{name}}}:lock", "o")) for b in backends]
+
+
+def test_scripts_flushed_on_every_server_fall_back_to_eval(
+    backends: list[Any], key_prefix: str
+) -> None:
+    lock = Redlock("ns", backends=backends, prefix=key_prefix, auto_renew=False)
+    lock.acquire().release()
+    for b in backends:
+        b.client.script_flush()
+    lease = lock.acquire(timeout=0)  # NOSCRIPT on all three: EVAL in the same round
+    assert _held_on(backends, key_prefix, "ns") == [True, True, True]
+    for b in backends:
+        b.client.script_flush()
+    lease.extend()
+    for b in backends:
+        b.client.script_flush()
+    lease.release()
+    assert _held_on(backends, key_prefix, "ns") == [False, False, False]
+    lock.close()
+
+
+def test_a_restarted_server_is_a_refusal_then_rejoins(
+    servers: list[RedisServerProcess], backends: list[Any], key_prefix: str
+) -> None:
+    lock = Redlock("rs", backends=backends, prefix=key_prefix, auto_renew=False)
+    first = lock.acquire()
+    first.release()
+    servers[1].kill()  # the lock's idle connection to it is now dead
+    second = lock.acquire(timeout=1)  # a majority of two still grants
+    assert second.token > first.token
+    assert _held_on([backends[0], backends[2]], key_prefix, "rs") == [True, True]
+    second.release()
+    servers[1].ensure_running()
+    third = lock.acquire(timeout=1)  # reconnects: all three grant again
+    assert _held_on(backends, key_prefix, "rs") == [True, True, True]
+    third.release()
+    lock.close()
+
+
+class _Responder:
+    """The far end of a socket pair standing in for a server: reads one command, then sends
+    ``parts`` one after another (``None``: closes its side instead)."""
+
+    def __init__(self, parts: list[bytes | None]) -> None:
+        import threading
+
+        self.client, self._far = socket.socketpair()
+        self._parts = parts
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._far.recv(65536)
+        for part in self._parts:
+            if part is None:
+                self._far.shutdown(socket.SHUT_WR)
+                return
+            self._far.sendall(part)
+            time.sleep(0.05)  # so the client reads the parts separately (not asserted)
+
+    def close(self) -> None:
+        self._thread.join()
+        self._far.close()
+        self.client.close()
+
+
+class _FakeConnection:
+    def __init__(self, sock: Any) -> None:
+        sock.settimeout(0.0)
+        self._sock = sock
+        self.disconnected = False
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+
+
+def _fanout_over(
+    replies: list[list[bytes | None]], timeout: float = 1.0
+) -> tuple[list[Any], list[Any]]:
+    """Run one sync fan-out against scripted fake servers; (replies, connections)."""
+    import redis
+
+    from dsprims.backends.redis import RedisBackend
+    from dsprims.locks.redlock import RELEASE, _sync_fanout
+
+    fakes = [redis.Redis(port=1) for _ in replies]  # never connected: only settings are read
+    lock = Redlock("fake", backends=[RedisBackend(c) for c in fakes], server_timeout=timeout)
+    servers = lock._redlock_store.servers
+    responders = [_Responder(parts) for parts in replies]
+    conns = [_FakeConnection(r.client) for r in responders]
+    for i, conn in enumerate(conns):
+        servers._idle[i].append(conn)
+    got = _sync_fanout(servers, RELEASE, lock._redlock_store.plan.release_bodies("o" * 32))
+    for r in responders:
+        r.close()
+    return got, conns
+
+
+def test_fanout_reads_split_replies_and_drops_broken_connections() -> None:
+    from dsprims import BackendError, BackendUnavailable
+
+    got, conns = _fanout_over(
+        [
+            [b":1", b"23\r\n"],  # an integer split across reads
+            [b"*2\r\n:-1\r\n", b"$2\r\nab\r\n"],  # an array split across reads
+            [b":1\r\n:2\r\n"],  # bytes after the reply: never trusted
+            [b"-ERR boom\r\n"],  # a whole error reply: the connection stays usable
+            [None],  # closed without a reply
+        ]
+    )
+    assert got[:2] == [123, [-1, b"ab"]]
+    assert [type(g) for g in got[2:]] == [BackendError, BackendError, BackendUnavailable]
+    # Only a connection that ended on a whole reply is reused.
+    assert [c.disconnected for c in conns] == [False, False, True, False, True]
+
+
+def test_fanout_times_out_a_silent_server_and_drops_its_connection() -> None:
+    from dsprims import BackendUnavailable
+
+    start = time.monotonic()
+    got, conns = _fanout_over([[b":1\r\n"], []], timeout=0.2)
+    assert got[0] == 1
+    assert isinstance(got[1], BackendUnavailable)
+    assert [c.disconnected for c in conns] == [False, True]
+    assert time.monotonic() - start < 0.2 + 1.0  # generous bound: one server_timeout
+
+
+def test_sockets_of_other_types_take_the_blocking_exchange(
+    servers: list[RedisServerProcess], key_prefix: str
+) -> None:
+    # TLS sockets are not plain sockets: their exchange stays redis-py's own (blocking, with
+    # the server_timeout as socket timeout), NOSCRIPT fallback included.
+    import redis
+
+    from dsprims.backends.redis import RedisBackend
+
+    class WrappedSocket(socket.socket):
+        pass
+
+    class WrappedConnection(redis.Connection):
+        def _connect(self) -> socket.socket:
+            sock = super()._connect()  # type: ignore[no-untyped-call]
+            timeout = sock.gettimeout()
+            wrapped = WrappedSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+            wrapped.settimeout(timeout)
+            return wrapped
+
+    def client(port: int, **kw: Any) -> redis.Redis:
+        pool = redis.ConnectionPool(port=port, connection_class=WrappedConnection, **kw)
+        return redis.Redis(connection_pool=pool)
+
+    made = [RedisBackend(client(servers[0].port)), *(backend_from_url(s.url) for s in servers[1:])]
+    made[1] = RedisBackend(client(servers[1].port, decode_responses=True))
+    lock = Redlock("wrapped", backends=made, prefix=key_prefix, auto_renew=False)
+    for b in made:
+        b.client.script_flush()
+    lease = lock.acquire(timeout=1)
+    conn = lock._redlock_store.servers._idle[0][0]
+    assert type(conn._sock) is WrappedSocket
+    assert _held_on(made, key_prefix, "wrapped") == [True, True, True]
+    lease.release()
+    assert _held_on(made, key_prefix, "wrapped") == [False, False, False]
+    lock.close()
+    for b in made:
+        b.client.close()
+
+
+async def test_async_redlock_falls_back_to_eval(
+    servers: list[RedisServerProcess], key_prefix: str
+) -> None:
+    abackends = [async_backend_from_url(s.url) for s in servers]
+    sync = [backend_from_url(s.url) for s in servers]
+    lock = AsyncRedlock("ans", backends=abackends, prefix=key_prefix, auto_renew=False)
+    try:
+        await (await lock.acquire()).release()
+        for b in sync:
+            b.client.script_flush()
+        lease = await lock.acquire(timeout=0)
+        assert _held_on(sync, key_prefix, "ans") == [True, True, True]
+        await lease.release()
+        assert _held_on(sync, key_prefix, "ans") == [False, False, False]
+    finally:
+        await lock.aclose()
+        for ab in abackends:
+            await ab.aclose()
+        for b in sync:
+            b.close()

@@ -8,12 +8,14 @@ server and retries after the majority's remaining lease plus a random delay (so 
 contenders do not split the vote forever). Extend and release fan out the same way and need a
 majority.
 
-Fan-out. The sync class sends the command on one connection per server, then reads the
-replies: the round costs one round trip of the slowest server, with no thread per call. The
-asyncio class gathers the same per-server exchanges. The connections are the lock's own (made
+Fan-out. The sync class sends the command on one non-blocking connection per server (one
+``send`` each), then waits for the replies with one ``poll`` over the round's sockets and reads
+each as it arrives: the round costs one round trip of the slowest server, with no thread per
+call. The asyncio class gathers the same per-server exchanges. The connections are the lock's own (made
 from each client's settings), with connect and read timeouts of ``server_timeout`` and retries
 off: a server that does not answer in time counts as a refusal and its connection is dropped,
-so no reply and no client-side retry can land after ``acquire()`` returned. A command
+so no reply and no client-side retry can land after ``acquire()`` returned. A sync round
+gives all its servers ``server_timeout`` from the end of its sends. A command
 already delivered to a frozen server may still execute when it thaws; its key then expires
 after ``ttl``.
 
@@ -37,7 +39,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import copy
+import math
 import random
+import select
+import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,7 +53,7 @@ from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix
 from dsprims.backends.url import resolve_async_backend, resolve_backend
 from dsprims.errors import BackendError, BackendUnavailable, ConfigurationError, DsprimsError
 from dsprims.locks._direct import Incomplete as _Incomplete
-from dsprims.locks._direct import pack_head, pack_tail
+from dsprims.locks._direct import _bulk, pack_head, pack_tail
 from dsprims.locks._direct import parse_reply as _parse
 from dsprims.locks._lock import AsyncLockBase, LockBase
 from dsprims.locks.core import (
@@ -64,7 +71,8 @@ from dsprims.timesource import SYSTEM_CLOCK, Clock
 
 __all__ = ["AsyncRedlock", "Redlock"]
 
-Call = tuple[LuaScript, list[str], list[str]]
+# The scripts of a round, as indexes into the per-server command heads (_Servers.heads).
+ACQUIRE, RELEASE, EXTEND, LEAVE = range(4)
 
 
 def _translate(exc: BaseException) -> DsprimsError:
@@ -79,11 +87,20 @@ def _is_noscript(exc: BaseException) -> bool:
     return isinstance(exc, rexc.NoScriptError)
 
 
+def _unavailable(what: str, exc: BaseException | None = None) -> DsprimsError:
+    """A socket failure as the error redis-py would have raised, translated."""
+    import redis.exceptions as rexc
+
+    detail = f"{what}: {exc}" if exc is not None else what
+    return _translate(rexc.ConnectionError(detail))
+
+
 #: Idle raw connections kept per server for reuse.
 IDLE_CONNECTIONS = 32
 
 # Stands in for the reply of a server a round did not contact.
 _SKIPPED = BackendUnavailable("server not contacted in this round")
+_TIMED_OUT = "Timeout reading from socket (server_timeout)"
 
 
 class _Servers:
@@ -91,40 +108,48 @@ class _Servers:
 
     Connections are made from each client's pool settings but owned here, with the socket and
     connect timeouts set to ``server_timeout`` and retries off: a frozen server then costs
-    ``server_timeout`` (not the client's socket timeout), and nothing is ever re-sent.
+    ``server_timeout`` (not the client's socket timeout), and nothing is ever re-sent. Plain
+    TCP and Unix sockets of the sync class are switched to non-blocking mode once connected
+    (see :func:`_sync_fanout`).
+
+    ``heads[i][kind]`` holds, for server ``i`` and script ``kind`` (:data:`ACQUIRE` …), the
+    RESP bytes of ``EVALSHA <sha> <numkeys> <keys>`` and of the same ``EVAL <source> …`` (the
+    NOSCRIPT fallback), keys encoded as that server's client does, packed once: a round's
+    command is a head plus the per-call arguments.
     """
 
-    def __init__(self, backends: list[Any], server_timeout: float) -> None:
+    def __init__(self, backends: list[Any], plan: _RedlockPlan) -> None:
         self.backends = backends
-        self.server_timeout = server_timeout
+        self.server_timeout = plan.server_timeout
         self._idle: list[collections.deque[Any]] = [collections.deque() for _ in backends]
-        self._skip = [False] * len(backends)
-        # RESP heads of the scripts' commands per server (keys encoded as that client does).
-        self._heads: dict[tuple[int, str, str, int, int], bytes] = {}
+        self.skip = [False] * len(backends)
+        self.heads: list[list[tuple[bytes, bytes]]] = []
+        for backend in backends:
+            encode = backend.client.get_encoder().encode
+            heads = []
+            for script, keys, nargs in plan.kinds:
+                head = pack_head(script.sha, [encode(k) for k in keys], nargs)
+                sha = _bulk(b"EVALSHA") + _bulk(script.sha.encode())
+                source = _bulk(b"EVAL") + _bulk(script.source.encode())
+                heads.append((head, head.replace(sha, source, 1)))
+            self.heads.append(heads)
 
-    def pack(self, i: int, call: Call, tail: bytes) -> bytes:
-        """The whole command of ``call`` for server ``i``, ``tail`` being its packed ARGV."""
-        script, keys, args = call
-        index = (i, script.sha, keys[0], len(keys), len(args))
-        head = self._heads.get(index)
-        if head is None:
-            encode = self.backends[i].client.get_encoder().encode
-            head = pack_head(script.sha, [encode(k) for k in keys], len(args))
-            if len(self._heads) < 64:
-                self._heads[index] = head
-        return head + tail
-
-    def up(self, i: int) -> bool:
-        return not self._skip[i]
+    def packed(self, kind: int, bodies: Sequence[bytes]) -> list[bytes]:
+        """The whole ``EVALSHA`` command of a round for each server (benchmarks, tests)."""
+        return [self.heads[i][kind][0] + body for i, body in enumerate(bodies)]
 
     def take(self, i: int) -> Any:
         try:
             return self._idle[i].pop()
         except IndexError:
-            conn = self.backends[i].client.connection_pool.make_connection()
-            conn.socket_timeout = conn.socket_connect_timeout = self.server_timeout
-            conn.retry = _no_retry(conn)
-            return conn
+            return self.make(i)
+
+    def make(self, i: int) -> Any:
+        """A new (not yet connected) connection to server ``i``."""
+        conn = self.backends[i].client.connection_pool.make_connection()
+        conn.socket_timeout = conn.socket_connect_timeout = self.server_timeout
+        conn.retry = _no_retry(conn)
+        return conn
 
     def give(self, i: int, conn: Any) -> bool:
         """Keep ``conn`` for reuse; ``False`` when enough are idle (the caller closes it)."""
@@ -136,21 +161,22 @@ class _Servers:
     def answered(self, replies: list[Any]) -> _Servers:
         """A view of the servers that answered a round (undoing it elsewhere would only cost
         timeouts: a grant that lands late on a silent server expires after ``ttl``)."""
-        view = _Servers.__new__(_Servers)
-        view.backends, view.server_timeout, view._idle = (
-            self.backends,
-            self.server_timeout,
-            self._idle,
-        )
-        view._skip = [isinstance(r, BackendUnavailable) for r in replies]
-        view._heads = self._heads
+        view = copy.copy(self)
+        view.skip = [isinstance(r, BackendUnavailable) for r in replies]
         return view
 
-    def close(self) -> None:
+    def idle(self) -> list[Any]:
+        """Take every idle connection (to close them)."""
+        taken = []
         for idle in self._idle:
             while idle:
-                with contextlib.suppress(Exception):
-                    idle.pop().disconnect()
+                taken.append(idle.pop())
+        return taken
+
+    def close(self) -> None:
+        for conn in self.idle():
+            with contextlib.suppress(Exception):
+                conn.disconnect()
 
 
 def _no_retry(conn: Any) -> Any:
@@ -165,107 +191,207 @@ def _no_retry(conn: Any) -> Any:
     return Retry(NoBackoff(), 0)
 
 
-def _read_reply(conn: Any) -> Any:
-    """Read one reply to a command sent on ``conn`` (a raw connection owned by this module).
+def _connect(conn: Any) -> Any:
+    """Connect ``conn`` (handshake included: AUTH, SELECT, HELLO…) and return its socket,
+    switched to non-blocking mode when it is a plain socket."""
+    conn.connect()
+    sock = conn._sock
+    if type(sock) is socket.socket:
+        sock.settimeout(0.0)
+    return sock
 
-    The scripts' replies are one integer or a short array, so they are parsed here straight
-    from the socket rather than through redis-py's general parser (several µs per reply, six
-    replies per Redlock cycle). Requests and replies alternate strictly on these connections,
-    so nothing beyond the reply is ever buffered. Raises like ``read_response`` would: socket
-    errors and timeouts (``OSError``), a closed connection, error replies.
+
+def _send_all(sock: socket.socket, data: bytes, timeout: float) -> None:
+    """Write ``data`` (e.g. a whole script) on a non-blocking socket within ``timeout``."""
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(data)
+    finally:
+        sock.settimeout(0.0)
+
+
+class _Exchange:
+    """One server's part of a sync round: its connection and the reply bytes so far."""
+
+    __slots__ = ("buf", "conn", "i", "resent", "sock")
+
+    def __init__(self, i: int, conn: Any, sock: socket.socket) -> None:
+        self.i, self.conn, self.sock = i, conn, sock
+        self.buf = b""
+        self.resent = False
+
+
+def _sync_fanout(servers: _Servers, kind: int, bodies: Sequence[bytes]) -> list[Any]:
+    """Send script ``kind`` with ``bodies[i]`` (its packed arguments) to every server ``i``,
+    then read the replies as they arrive; failures come back as errors.
+
+    The sockets are non-blocking: each command is one ``send`` system call, and the replies are
+    awaited with one ``poll`` over the round's sockets (returning as soon as any is readable,
+    often all of them), each read with one ``recv``. The round's replies must all arrive
+    within ``server_timeout`` after the sends; a server that misses it, fails, or replies
+    with anything but one complete reply counts as a refusal, and its connection is closed so
+    that a late reply is never read by a later round.
     """
-    sock = getattr(conn, "_sock", None)
-    if sock is None:
-        return conn.read_response()
-    buf = sock.recv(4096)
-    while True:
-        if not buf:
-            from redis.exceptions import ConnectionError as RedisConnectionError
-
-            raise RedisConnectionError("Connection closed by server.")
-        try:
-            reply, end = _parse(buf, 0)
-        except _Incomplete:
-            more = sock.recv(4096)
-            buf = buf + more if more else b""
+    heads, skip, idle = servers.heads, servers.skip, servers._idle
+    replies: list[Any] = [_SKIPPED] * len(bodies)
+    waiting: dict[int, _Exchange] = {}
+    blocking: list[_Exchange] = []
+    for i, body in enumerate(bodies):
+        if skip[i]:
             continue
+        try:
+            conn = idle[i].pop()
+        except IndexError:
+            conn = servers.make(i)
+        try:
+            sock = conn._sock or _connect(conn)
+            command = heads[i][kind][0] + body
+            if type(sock) is socket.socket:
+                if sock.send(command) != len(command):
+                    raise BlockingIOError  # a full send buffer: never with one small command
+                waiting[sock.fileno()] = _Exchange(i, conn, sock)
+            else:  # e.g. TLS: redis-py's own blocking exchange, bounded by server_timeout
+                conn.send_packed_command([command], check_health=False)
+                blocking.append(_Exchange(i, conn, sock))
+        except Exception as exc:
+            conn.disconnect()
+            replies[i] = (
+                _unavailable("Error while writing to socket", exc)
+                if isinstance(exc, OSError)
+                else _translate(exc)
+            )
+    if waiting:
+        _collect(servers, kind, bodies, waiting, replies)
+    for ex in blocking:
+        replies[ex.i] = _blocking_reply(servers, kind, bodies, ex)
+    return replies
+
+
+def _collect(
+    servers: _Servers,
+    kind: int,
+    bodies: Sequence[bytes],
+    waiting: dict[int, _Exchange],
+    replies: list[Any],
+) -> None:
+    """Read the replies of the exchanges in ``waiting`` (by file descriptor) into ``replies``."""
+    poller = select.poll()
+    for fd in waiting:
+        poller.register(fd, select.POLLIN)
+    timeout = servers.server_timeout
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = poller.poll(math.ceil(timeout * 1000)) if timeout > 0 else []
+        if not ready:
+            for ex in waiting.values():
+                ex.conn.disconnect()
+                replies[ex.i] = _unavailable(_TIMED_OUT)
+            return
+        for fd, _events in ready:
+            ex = waiting[fd]
+            try:
+                chunk = ex.sock.recv(4096)
+            except BlockingIOError:
+                continue  # a spurious wake-up
+            except OSError as exc:
+                chunk = exc  # type: ignore[assignment]
+            # The usual reply, one integer, whole: parsed right here.
+            if (
+                type(chunk) is bytes
+                and not ex.buf
+                and chunk[:1] == b":"
+                and chunk.find(b"\r\n") == len(chunk) - 2
+            ):
+                reply: Any = int(chunk[1:-2])
+                if not servers.give(ex.i, ex.conn):
+                    ex.conn.disconnect()
+            else:
+                reply = _receive(servers, kind, bodies, ex, chunk)
+                if reply is _Incomplete:
+                    continue
+            poller.unregister(fd)
+            del waiting[fd]
+            replies[ex.i] = reply
+        if not waiting:
+            return
+        timeout = deadline - time.monotonic()
+
+
+def _receive(
+    servers: _Servers, kind: int, bodies: Sequence[bytes], ex: _Exchange, chunk: bytes | OSError
+) -> Any:
+    """What ``chunk`` (bytes read from ``ex``'s socket, or the read's error) makes of the
+    reply: the reply (or its error), or ``_Incomplete`` when more bytes are needed."""
+    conn = ex.conn
+    if isinstance(chunk, OSError):
+        conn.disconnect()
+        return _unavailable("Error while reading from socket", chunk)
+    if not chunk:
+        conn.disconnect()
+        return _unavailable("Connection closed by server.")
+    buf = ex.buf + chunk
+    try:
+        reply, end = _parse(buf, 0)
         if end != len(buf):
             from redis.exceptions import InvalidResponse
 
             raise InvalidResponse("unexpected bytes after a reply")
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-
-def _sync_fanout(servers: _Servers, calls: Sequence[Call]) -> list[Any]:
-    """Send one script per server, then read every reply; failures come back as errors."""
-    sent: list[Any] = []
-    tails: dict[int, bytes] = {}
-    for i, call in enumerate(calls):
-        if not servers.up(i):
-            sent.append(_SKIPPED)
-            continue
-        conn = servers.take(i)
-        try:
-            # Servers that get the same call share one encoding of its arguments.
-            tail = tails.get(id(call))
-            if tail is None:
-                tail = tails[id(call)] = pack_tail(call[2])
-            conn.send_packed_command([servers.pack(i, call, tail)], check_health=False)
-        except Exception as exc:
-            conn.disconnect()
-            sent.append(_translate(exc))
-        else:
-            sent.append(conn)
-    replies: list[Any] = []
-    for i, (conn, (script, keys, args)) in enumerate(zip(sent, calls, strict=True)):
-        if isinstance(conn, DsprimsError):
-            replies.append(conn)
-            continue
-        try:
-            # Each read is bounded by the connection's own timeout (server_timeout); the
-            # replies arrive in parallel, so a round costs about one server_timeout at worst
-            # per silent server.
+    except _Incomplete:
+        ex.buf = buf
+        return _Incomplete
+    except Exception as exc:
+        conn.disconnect()
+        return _translate(exc)
+    if isinstance(reply, Exception):
+        if _is_noscript(reply) and not ex.resent:
+            # After a restart or SCRIPT FLUSH: the same command as EVAL, in the same round.
+            ex.buf, ex.resent = b"", True
+            command = servers.heads[ex.i][kind][1] + bodies[ex.i]
             try:
-                replies.append(_read_reply(conn))
-            except Exception as exc:
-                if not _is_noscript(exc):
-                    raise
-                conn.send_command("EVAL", script.source, len(keys), *keys, *args)
-                replies.append(conn.read_response())
-        except Exception as exc:
-            # A late reply must never be read by the next user of this connection.
-            conn.disconnect()
-            replies.append(_translate(exc))
-        else:
-            if not servers.give(i, conn):
+                _send_all(ex.sock, command, servers.server_timeout)
+            except OSError as exc:
                 conn.disconnect()
-    return replies
+                return _unavailable("Error while writing to socket", exc)
+            return _Incomplete
+        reply = _translate(reply)  # a whole error reply: the connection stays usable
+    if not servers.give(ex.i, conn):
+        conn.disconnect()
+    return reply
 
 
-async def _async_exchange(
-    servers: _Servers,
-    i: int,
-    command: bytes,
-    limit: float,
-    fallback: Sequence[object] = (),
-) -> Any:
-    """One pre-packed command on a raw connection (no client retries), bounded by ``limit``
-    seconds.
+def _blocking_reply(servers: _Servers, kind: int, bodies: Sequence[bytes], ex: _Exchange) -> Any:
+    conn = ex.conn
+    try:
+        try:
+            reply = conn.read_response()
+        except Exception as exc:
+            if not _is_noscript(exc):
+                raise
+            conn.send_packed_command([servers.heads[ex.i][kind][1] + bodies[ex.i]])
+            reply = conn.read_response()
+    except Exception as exc:
+        # A late reply must never be read by the next user of this connection.
+        conn.disconnect()
+        return _translate(exc)
+    if not servers.give(ex.i, conn):
+        conn.disconnect()
+    return reply
 
-    ``fallback`` is sent instead when the server answers NOSCRIPT. Errors come back as values.
-    """
+
+async def _async_exchange(servers: _Servers, i: int, kind: int, body: bytes, limit: float) -> Any:
+    """Script ``kind`` with ``body`` on a raw connection to server ``i`` (no client
+    retries), bounded by ``limit`` seconds; EVAL when the server answers NOSCRIPT. Errors
+    come back as values."""
     conn = servers.take(i)
     try:
         async with asyncio.timeout(limit):
-            await conn.send_packed_command([command], check_health=False)
+            await conn.send_packed_command([servers.heads[i][kind][0] + body], check_health=False)
             try:
                 reply = await conn.read_response()
             except Exception as exc:
-                if not fallback or not _is_noscript(exc):
+                if not _is_noscript(exc):
                     raise
-                await conn.send_command(*fallback)
+                await conn.send_packed_command([servers.heads[i][kind][1] + body])
                 reply = await conn.read_response()
     except BaseException as exc:
         # A late reply must never be read by the next user of this connection; the close runs
@@ -281,24 +407,28 @@ async def _async_exchange(
     return reply
 
 
-async def _async_fanout(servers: _Servers, calls: Sequence[Call], limit: float) -> list[Any]:
-    tails: dict[int, bytes] = {}
+async def _async_fanout(
+    servers: _Servers, kind: int, bodies: Sequence[bytes], limit: float
+) -> list[Any]:
+    """The asyncio twin of :func:`_sync_fanout` (one task per contacted server)."""
 
-    async def one(i: int, call: Call) -> Any:
-        if not servers.up(i):
+    async def one(i: int, body: bytes) -> Any:
+        if servers.skip[i]:
             return _SKIPPED
-        script, keys, args = call
-        tail = tails.get(id(call))
-        if tail is None:
-            tail = tails[id(call)] = pack_tail(args)
-        fallback = ["EVAL", script.source, len(keys), *keys, *args]
-        return await _async_exchange(servers, i, servers.pack(i, call, tail), limit, fallback)
+        return await _async_exchange(servers, i, kind, body, limit)
 
-    return list(await asyncio.gather(*(one(i, c) for i, c in enumerate(calls))))
+    return list(await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies))))
+
+
+# An empty ticket argument.
+_NO_TICKET = _bulk(b"")
 
 
 class _RedlockPlan:
-    """Arguments and outcomes of Redlock rounds: shared by the sync and asyncio stores."""
+    """Arguments and outcomes of Redlock rounds: shared by the sync and asyncio stores.
+
+    A round is a script kind and one packed argument list (``body``) per server.
+    """
 
     def __init__(
         self,
@@ -316,18 +446,28 @@ class _RedlockPlan:
         self.server_timeout = server_timeout
         self.retry_delay = retry_delay
         self.wait_slice = scripts.wait_slice
-        self._acquire = lua_script("lock_acquire")
-        self._leave = lua_script("lock_leave")
-        self._release = lua_script("lock_release")
-        self._extend = lua_script("lock_extend")
+        #: Per kind (ACQUIRE, RELEASE, EXTEND, LEAVE): the script, its keys, its arguments.
+        self.kinds: tuple[tuple[LuaScript, list[str], int], ...] = (
+            (lua_script("lock_acquire"), scripts.lock_keys, 3),
+            (lua_script("lock_release"), scripts.lock_keys, 2),
+            (lua_script("lock_extend"), scripts.keys[:1], 4),
+            (lua_script("lock_leave"), scripts.keys, 5),
+        )
+        # The constant last arguments, packed once (they vary only with a pinned clock).
+        self._pinned = scripts.clock is not None
+        self._acquire_tail = pack_tail([scripts.acquire_tail()])
+        self._release_tail = pack_tail([scripts.release_tail()])
         self._rng = random.SystemRandom()
 
-    def acquire_calls(self, owner: str, ticket: str) -> list[Call]:
+    def acquire_bodies(self, owner: str, ticket: str) -> list[bytes]:
         s = self.scripts
+        who = _bulk(owner.encode())
+        tail = pack_tail([s.acquire_tail()]) if self._pinned else self._acquire_tail
+        rest = who + _NO_TICKET + tail
+        if not ticket:
+            return [rest] * self.n
         # Only the first server queues the ticket: its wake-up list is the one waiters block on.
-        rest = (self._acquire, s.lock_keys, s.acquire_args(owner, ""))
-        first = (self._acquire, s.lock_keys, s.acquire_args(owner, ticket)) if ticket else rest
-        return [first, *[rest] * (self.n - 1)]
+        return [who + _bulk(ticket.encode()) + tail, *[rest] * (self.n - 1)]
 
     def outcome(self, replies: list[Any], elapsed: float) -> AcquireDecision:
         decisions = [
@@ -340,20 +480,18 @@ class _RedlockPlan:
         jitter = round(self._rng.uniform(0, self.retry_delay) * 1e6)
         return AcquireDecision(False, 0, decision.wait_us + jitter, None)
 
-    def undo_calls(self, owner: str, ticket: str) -> list[Call]:
+    def undo_bodies(self, owner: str, ticket: str) -> list[bytes]:
         s = self.scripts
         return [
-            (self._leave, s.keys, s.leave_args(owner, ticket if i == 0 else "", False))
-            for i in range(self.n)
+            pack_tail(s.leave_args(owner, ticket if i == 0 else "", False)) for i in range(self.n)
         ]
 
-    def release_calls(self, owner: str) -> list[Call]:
-        s = self.scripts
-        return [(self._release, s.lock_keys, s.release_args(owner))] * self.n
+    def release_bodies(self, owner: str) -> list[bytes]:
+        tail = pack_tail([self.scripts.release_tail()]) if self._pinned else self._release_tail
+        return [_bulk(owner.encode()) + tail] * self.n
 
-    def extend_calls(self, owner: str, ttl: float) -> list[Call]:
-        args = self.scripts.extend_args(owner, ttl)
-        return [(self._extend, self.scripts.keys[:1], args)] * self.n
+    def extend_bodies(self, owner: str, ttl: float) -> list[bytes]:
+        return [pack_tail(self.scripts.extend_args(owner, ttl))] * self.n
 
     def majority(self, replies: list[Any]) -> bool:
         ok = 0
@@ -367,7 +505,7 @@ class _RedlockPlan:
 class _RedlockStore:
     def __init__(self, backends: list[Any], plan: _RedlockPlan) -> None:
         self.backends = backends
-        self.servers = _Servers(backends, plan.server_timeout)
+        self.servers = _Servers(backends, plan)
         self.plan = plan
         self.wait_slice = plan.wait_slice
 
@@ -380,11 +518,11 @@ class _RedlockStore:
     def attempt(self, owner: str, ticket: str) -> AcquireDecision:
         plan = self.plan
         start = plan.clock.monotonic()
-        replies = _sync_fanout(self.servers, plan.acquire_calls(owner, ticket))
+        replies = _sync_fanout(self.servers, ACQUIRE, plan.acquire_bodies(owner, ticket))
         decision = plan.outcome(replies, plan.clock.monotonic() - start)
         if not decision.granted:
             answered = self.servers.answered(replies)
-            _sync_fanout(answered, plan.undo_calls(owner, ""))
+            _sync_fanout(answered, LEAVE, plan.undo_bodies(owner, ""))
         return decision
 
     def wait(self, ticket: str, seconds: float) -> None:
@@ -400,17 +538,17 @@ class _RedlockStore:
         self.plan.clock.sleep(seconds)
 
     def leave(self, owner: str, ticket: str) -> None:
-        _sync_fanout(self.servers, self.plan.undo_calls(owner, ticket))
+        _sync_fanout(self.servers, LEAVE, self.plan.undo_bodies(owner, ticket))
 
     def release(self, owner: str) -> bool:
         plan = self.plan
-        replies = _sync_fanout(self.servers, plan.release_calls(owner))
+        replies = _sync_fanout(self.servers, RELEASE, plan.release_bodies(owner))
         return plan.majority(replies)
 
     def extend(self, owner: str, ttl: float) -> bool:
         plan = self.plan
         start = plan.clock.monotonic()
-        replies = _sync_fanout(self.servers, plan.extend_calls(owner, ttl))
+        replies = _sync_fanout(self.servers, EXTEND, plan.extend_bodies(owner, ttl))
         valid = plan.clock.monotonic() - start < lease_deadline(0.0, ttl, plan.params.clock_drift)
         return valid and plan.majority(replies)
 
@@ -418,7 +556,7 @@ class _RedlockStore:
 class _AsyncRedlockStore:
     def __init__(self, backends: list[Any], plan: _RedlockPlan) -> None:
         self.backends = backends
-        self.servers = _Servers(backends, plan.server_timeout)
+        self.servers = _Servers(backends, plan)
         self._first = _AsyncRedisLockStore(backends[0], plan.scripts)
         self.plan = plan
         self.wait_slice = plan.wait_slice
@@ -432,12 +570,13 @@ class _AsyncRedlockStore:
     async def attempt(self, owner: str, ticket: str) -> AcquireDecision:
         plan = self.plan
         start = plan.clock.monotonic()
-        calls = plan.acquire_calls(owner, ticket)
-        replies = await _async_fanout(self.servers, calls, plan.server_timeout)
+        bodies = plan.acquire_bodies(owner, ticket)
+        replies = await _async_fanout(self.servers, ACQUIRE, bodies, plan.server_timeout)
         decision = plan.outcome(replies, plan.clock.monotonic() - start)
         if not decision.granted:
             answered = self.servers.answered(replies)
-            await _async_fanout(answered, plan.undo_calls(owner, ""), plan.server_timeout)
+            undo = plan.undo_bodies(owner, "")
+            await _async_fanout(answered, LEAVE, undo, plan.server_timeout)
         return decision
 
     async def wait(self, ticket: str, seconds: float) -> None:
@@ -451,20 +590,21 @@ class _AsyncRedlockStore:
         # ticket; the others only need the grant (if any) taken back.
         with contextlib.suppress(BackendError):
             await self._first.leave(owner, ticket)
-        calls = self.plan.undo_calls(owner, "")
-        others = self.servers.answered([_SKIPPED] + [None] * (len(calls) - 1))
-        await _async_fanout(others, calls, self.plan.server_timeout)
+        bodies = self.plan.undo_bodies(owner, "")
+        others = self.servers.answered([_SKIPPED] + [None] * (len(bodies) - 1))
+        await _async_fanout(others, LEAVE, bodies, self.plan.server_timeout)
 
     async def release(self, owner: str) -> bool:
         plan = self.plan
-        replies = await _async_fanout(self.servers, plan.release_calls(owner), plan.server_timeout)
+        bodies = plan.release_bodies(owner)
+        replies = await _async_fanout(self.servers, RELEASE, bodies, plan.server_timeout)
         return plan.majority(replies)
 
     async def extend(self, owner: str, ttl: float) -> bool:
         plan = self.plan
         start = plan.clock.monotonic()
-        calls = plan.extend_calls(owner, ttl)
-        replies = await _async_fanout(self.servers, calls, plan.server_timeout)
+        bodies = plan.extend_bodies(owner, ttl)
+        replies = await _async_fanout(self.servers, EXTEND, bodies, plan.server_timeout)
         valid = plan.clock.monotonic() - start < lease_deadline(0.0, ttl, plan.params.clock_drift)
         return valid and plan.majority(replies)
 
@@ -603,9 +743,8 @@ class AsyncRedlock(AsyncLockBase):
         owned, self._owned = self._owned, []
         if owned:
             await self.settle()
-        for idle in self._redlock_store.servers._idle:
-            while idle:
-                with contextlib.suppress(Exception):
-                    await idle.pop().disconnect()
+        for conn in self._redlock_store.servers.idle():
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
         for backend in owned:
             await backend.aclose()
