@@ -11,13 +11,13 @@ majority.
 Fan-out. The sync class sends the command on one non-blocking connection per server (one
 ``send`` each), then waits for the replies with one ``poll`` over the round's sockets and reads
 each as it arrives: the round costs one round trip of the slowest server, with no thread per
-call. The asyncio class gathers the same per-server exchanges. The connections are the lock's own (made
-from each client's settings), with connect and read timeouts of ``server_timeout`` and retries
-off: a server that does not answer in time counts as a refusal and its connection is dropped,
-so no reply and no client-side retry can land after ``acquire()`` returned. A sync round
-gives all its servers ``server_timeout`` from the end of its sends. A command
-already delivered to a frozen server may still execute when it thaws; its key then expires
-after ``ttl``.
+call. The asyncio class gathers the same per-server exchanges. The connections are the lock's
+own (made from each client's settings), with connect and read timeouts of ``server_timeout``
+and retries off: a server that does not answer in time (a sync round gives all its servers
+``server_timeout`` from the end of its sends) counts as a refusal and its connection is
+dropped, so no reply and no client-side retry can land after ``acquire()`` returned. A
+command already delivered to a frozen server may still execute when it thaws; its key then
+expires after ``ttl``.
 
 Fencing tokens: each server issues ``max(counter + 1, its time in µs)`` in the grant script;
 the lease's token is the largest token of the granting majority. Two successive holders' grant
