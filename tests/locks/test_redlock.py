@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dsprims import (
+    BackendUnavailable,
     ConfigurationError,
     LockLost,
     LockNotAcquired,
@@ -428,3 +431,31 @@ async def test_async_redlock_falls_back_to_eval(
             await ab.aclose()
         for b in sync:
             b.close()
+
+
+_REPLIES = st.one_of(
+    st.integers(1, 2**53),  # granted: the token
+    st.tuples(st.integers(-1, 10**7), st.sampled_from([b"", b"0123456789abcdef"])).map(list),
+    st.just(BackendUnavailable("down")),
+)
+
+
+@given(st.lists(_REPLIES, min_size=1, max_size=5), st.floats(0, 2.0))
+def test_outcome_fast_path_agrees_with_the_core(replies: list[Any], elapsed: float) -> None:
+    import redis
+
+    from dsprims.backends.redis import RedisBackend
+    from dsprims.locks.redis import _Scripts
+
+    lock = Redlock(
+        "o", backends=[RedisBackend(redis.Redis(port=1)) for _ in replies], ttl=1.0
+    )  # never connected: only the plan is used
+    decisions = [None if isinstance(r, Exception) else _Scripts.acquire_result(r) for r in replies]
+    expected = quorum_outcome(decisions, elapsed, 1.0, 0.01)
+    got = lock._redlock_store.plan.outcome(replies, elapsed)
+    if expected.granted:
+        assert got == expected
+    else:
+        assert not got.granted
+        assert (got.wait_us < 0) == (expected.wait_us < 0)
+        assert got.wait_us >= expected.wait_us

@@ -210,15 +210,11 @@ def _send_all(sock: socket.socket, data: bytes, timeout: float) -> None:
         sock.settimeout(0.0)
 
 
-class _Exchange:
-    """One server's part of a sync round: its connection and the reply bytes so far."""
-
-    __slots__ = ("buf", "conn", "i", "resent", "sock")
-
-    def __init__(self, i: int, conn: Any, sock: socket.socket) -> None:
-        self.i, self.conn, self.sock = i, conn, sock
-        self.buf = b""
-        self.resent = False
+# One server's part of a sync round: [server index, connection, socket, reply bytes so far,
+# whether the command was re-sent as EVAL]. A list: cheaper to make than an object, and the
+# round makes one per server.
+_I, _CONN, _SOCK, _BUF, _RESENT = range(5)
+_Exchange = list[Any]
 
 
 def _sync_fanout(servers: _Servers, kind: int, bodies: Sequence[bytes]) -> list[Any]:
@@ -249,10 +245,10 @@ def _sync_fanout(servers: _Servers, kind: int, bodies: Sequence[bytes]) -> list[
             if type(sock) is socket.socket:
                 if sock.send(command) != len(command):
                     raise BlockingIOError  # a full send buffer: never with one small command
-                waiting[sock.fileno()] = _Exchange(i, conn, sock)
+                waiting[sock.fileno()] = [i, conn, sock, b"", False]
             else:  # e.g. TLS: redis-py's own blocking exchange, bounded by server_timeout
                 conn.send_packed_command([command], check_health=False)
-                blocking.append(_Exchange(i, conn, sock))
+                blocking.append([i, conn, sock, b"", False])
         except Exception as exc:
             conn.disconnect()
             replies[i] = (
@@ -263,7 +259,7 @@ def _sync_fanout(servers: _Servers, kind: int, bodies: Sequence[bytes]) -> list[
     if waiting:
         _collect(servers, kind, bodies, waiting, replies)
     for ex in blocking:
-        replies[ex.i] = _blocking_reply(servers, kind, bodies, ex)
+        replies[ex[_I]] = _blocking_reply(servers, kind, bodies, ex)
     return replies
 
 
@@ -278,40 +274,44 @@ def _collect(
     poller = select.poll()
     for fd in waiting:
         poller.register(fd, select.POLLIN)
+    idle = servers._idle
     timeout = servers.server_timeout
     deadline = time.monotonic() + timeout
     while True:
         ready = poller.poll(math.ceil(timeout * 1000)) if timeout > 0 else []
         if not ready:
             for ex in waiting.values():
-                ex.conn.disconnect()
-                replies[ex.i] = _unavailable(_TIMED_OUT)
+                ex[_CONN].disconnect()
+                replies[ex[_I]] = _unavailable(_TIMED_OUT)
             return
         for fd, _events in ready:
             ex = waiting[fd]
             try:
-                chunk = ex.sock.recv(4096)
+                chunk = ex[_SOCK].recv(4096)
             except BlockingIOError:
                 continue  # a spurious wake-up
             except OSError as exc:
-                chunk = exc  # type: ignore[assignment]
-            # The usual reply, one integer, whole: parsed right here.
+                chunk = exc
+            # The usual reply, one whole integer, is parsed right here.
             if (
                 type(chunk) is bytes
-                and not ex.buf
                 and chunk[:1] == b":"
+                and not ex[_BUF]
                 and chunk.find(b"\r\n") == len(chunk) - 2
             ):
                 reply: Any = int(chunk[1:-2])
-                if not servers.give(ex.i, ex.conn):
-                    ex.conn.disconnect()
+                kept = idle[ex[_I]]
+                if len(kept) < IDLE_CONNECTIONS:
+                    kept.append(ex[_CONN])
+                else:
+                    ex[_CONN].disconnect()
             else:
                 reply = _receive(servers, kind, bodies, ex, chunk)
                 if reply is _Incomplete:
                     continue
             poller.unregister(fd)
             del waiting[fd]
-            replies[ex.i] = reply
+            replies[ex[_I]] = reply
         if not waiting:
             return
         timeout = deadline - time.monotonic()
@@ -322,14 +322,14 @@ def _receive(
 ) -> Any:
     """What ``chunk`` (bytes read from ``ex``'s socket, or the read's error) makes of the
     reply: the reply (or its error), or ``_Incomplete`` when more bytes are needed."""
-    conn = ex.conn
+    i, conn = ex[_I], ex[_CONN]
     if isinstance(chunk, OSError):
         conn.disconnect()
         return _unavailable("Error while reading from socket", chunk)
     if not chunk:
         conn.disconnect()
         return _unavailable("Connection closed by server.")
-    buf = ex.buf + chunk
+    buf = ex[_BUF] + chunk
     try:
         reply, end = _parse(buf, 0)
         if end != len(buf):
@@ -337,43 +337,43 @@ def _receive(
 
             raise InvalidResponse("unexpected bytes after a reply")
     except _Incomplete:
-        ex.buf = buf
+        ex[_BUF] = buf
         return _Incomplete
     except Exception as exc:
         conn.disconnect()
         return _translate(exc)
     if isinstance(reply, Exception):
-        if _is_noscript(reply) and not ex.resent:
+        if _is_noscript(reply) and not ex[_RESENT]:
             # After a restart or SCRIPT FLUSH: the same command as EVAL, in the same round.
-            ex.buf, ex.resent = b"", True
-            command = servers.heads[ex.i][kind][1] + bodies[ex.i]
+            ex[_BUF], ex[_RESENT] = b"", True
+            command = servers.heads[i][kind][1] + bodies[i]
             try:
-                _send_all(ex.sock, command, servers.server_timeout)
+                _send_all(ex[_SOCK], command, servers.server_timeout)
             except OSError as exc:
                 conn.disconnect()
                 return _unavailable("Error while writing to socket", exc)
             return _Incomplete
         reply = _translate(reply)  # a whole error reply: the connection stays usable
-    if not servers.give(ex.i, conn):
+    if not servers.give(i, conn):
         conn.disconnect()
     return reply
 
 
 def _blocking_reply(servers: _Servers, kind: int, bodies: Sequence[bytes], ex: _Exchange) -> Any:
-    conn = ex.conn
+    i, conn = ex[_I], ex[_CONN]
     try:
         try:
             reply = conn.read_response()
         except Exception as exc:
             if not _is_noscript(exc):
                 raise
-            conn.send_packed_command([servers.heads[ex.i][kind][1] + bodies[ex.i]])
+            conn.send_packed_command([servers.heads[i][kind][1] + bodies[i]])
             reply = conn.read_response()
     except Exception as exc:
         # A late reply must never be read by the next user of this connection.
         conn.disconnect()
         return _translate(exc)
-    if not servers.give(ex.i, conn):
+    if not servers.give(i, conn):
         conn.disconnect()
     return reply
 
@@ -420,6 +420,7 @@ async def _async_fanout(
     return list(await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies))))
 
 
+_INTS = {int}
 # An empty ticket argument.
 _NO_TICKET = _bulk(b"")
 
@@ -458,6 +459,8 @@ class _RedlockPlan:
         self._acquire_tail = pack_tail([scripts.acquire_tail()])
         self._release_tail = pack_tail([scripts.release_tail()])
         self._rng = random.SystemRandom()
+        # A round that took less than this still leaves the lease valid (see quorum_outcome).
+        self._valid_for = lease_deadline(0.0, params.ttl, params.clock_drift)
 
     def acquire_bodies(self, owner: str, ticket: str) -> list[bytes]:
         s = self.scripts
@@ -470,6 +473,13 @@ class _RedlockPlan:
         return [who + _bulk(ticket.encode()) + tail, *[rest] * (self.n - 1)]
 
     def outcome(self, replies: list[Any], elapsed: float) -> AcquireDecision:
+        """The round's decision: :func:`~dsprims.locks.core.quorum_outcome` of the replies
+        (``replies[i]``: server ``i``'s script reply, or its error), with jitter on retries."""
+        if elapsed < self._valid_for and set(map(type, replies)) == _INTS:
+            # Every server granted (the scripts reply a bare token then), in time: what
+            # quorum_outcome decides, without a decision object per server (pinned to it by
+            # test_outcome_fast_path_agrees_with_the_core).
+            return AcquireDecision(True, max(replies), 0, None)
         decisions = [
             None if isinstance(r, BaseException) else self.scripts.acquire_result(r)
             for r in replies
@@ -494,12 +504,8 @@ class _RedlockPlan:
         return [pack_tail(self.scripts.extend_args(owner, ttl))] * self.n
 
     def majority(self, replies: list[Any]) -> bool:
-        ok = 0
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                continue
-            ok += int(reply) == 1
-        return ok >= self.n // 2 + 1
+        """Whether a majority replied 1 (released, extended); errors never equal 1."""
+        return replies.count(1) >= self.n // 2 + 1
 
 
 class _RedlockStore:
