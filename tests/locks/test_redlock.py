@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import time
@@ -459,3 +460,29 @@ def test_outcome_fast_path_agrees_with_the_core(replies: list[Any], elapsed: flo
         assert not got.granted
         assert (got.wait_us < 0) == (expected.wait_us < 0)
         assert got.wait_us >= expected.wait_us
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_uses_the_parents_connections(
+    backends: list[Any], key_prefix: str
+) -> None:
+    lock = Redlock("fork", backends=backends, prefix=key_prefix, auto_renew=False)
+    lock.acquire().release()
+    idle = lock._redlock_store.servers._idle
+    parent_conns = [c for kept in idle for c in kept]
+    assert len(parent_conns) == 3
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            if not any(idle):
+                lock.acquire(timeout=2).release()
+                fresh = [c for kept in idle for c in kept]
+                code = 0 if fresh and all(c not in parent_conns for c in fresh) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    lock.acquire(timeout=2).release()  # the parent's connections still work
+    assert [c for kept in idle for c in kept] == parent_conns
+    lock.close()

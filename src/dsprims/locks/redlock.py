@@ -41,10 +41,12 @@ import collections
 import contextlib
 import copy
 import math
+import os
 import random
 import select
 import socket
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,6 +124,7 @@ class _Servers:
         self.backends = backends
         self.server_timeout = plan.server_timeout
         self._idle: list[collections.deque[Any]] = [collections.deque() for _ in backends]
+        _ALL_SERVERS.add(self)
         self.skip = [False] * len(backends)
         self.heads: list[list[tuple[bytes, bytes]]] = []
         for backend in backends:
@@ -177,6 +180,22 @@ class _Servers:
         for conn in self.idle():
             with contextlib.suppress(Exception):
                 conn.disconnect()
+
+
+# Every _Servers, so that a forked child forgets the idle connections it inherited: they are
+# the parent's sockets (the child makes its own; closing them here would not hurt the parent,
+# but using them would mix both processes' replies).
+_ALL_SERVERS: weakref.WeakSet[_Servers] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    for servers in list(_ALL_SERVERS):
+        for idle in servers._idle:
+            idle.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _no_retry(conn: Any) -> Any:
