@@ -1095,10 +1095,10 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
                 now -= 1.0
             # gcra_decide(interval, tolerance, entry[0], now, cost, consume=True), inlined:
             # new = tat + cost*T, debt = new - now = owed + cost*T with owed = tat - now.
-            # (A stored int is converted exactly, or rounds to >= 2**52 and goes below.)
+            # Exact while new < 2**52 (a stored int converts exactly below that); a larger new
+            # (rounded if it came from an int beyond 2**53) makes debt > 2**52 - 2**50 > tau, a
+            # denial, which checks it before using it.
             new = entry[0] + spend
-            if new >= _FLOAT_TAT:
-                return general(key, cost)
             debt = new - now
             if debt <= spend:
                 # owed <= 0: a full bucket admits any valid cost (cost * T <= tau).
@@ -1115,11 +1115,21 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
                 entry[1] = t + reset + _MARGIN
                 remaining = limit - _ceil(debt / interval)
                 return _make(RateLimitDecision, (True, remaining, 0.0, reset, limit, False))
+            if new >= _FLOAT_TAT:  # beyond the exact range: the core decides
+                return general(key, cost)
         finally:
             release()
-        # Denied: nothing stored. A reservation (gcra_reserve) may have pushed tat past
-        # now + tau: no tokens then, not fewer than none.
+        # Denied: nothing stored. retry_after = allow_at - now = debt - tau, reset_after = owed.
         owed = debt - spend
+        if cost is _ONE:
+            # Denied at cost 1: owed > tau - T = (capacity - 1) * T, so no whole token is left
+            # (the core's (tau - owed) // T is <= 0, clamped to 0).
+            return _make(
+                RateLimitDecision,
+                (False, 0, (debt - tolerance + 1) / 1e6, owed / 1e6, limit, False),
+            )
+        # A reservation (gcra_reserve) may have pushed tat past now + tau: no tokens then, not
+        # fewer than none.
         remaining = limit - _ceil(owed / interval)
         return _make(
             RateLimitDecision,
