@@ -1065,8 +1065,15 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     period = algo.interval / 1000000
     hold = period + _MARGIN
     full = _make(RateLimitDecision, (True, limit - 1, 0.0, period, limit, False))
+    # The last decision built, and its debt: an admission (any cost) or a denial at the default
+    # cost is a function of the debt alone, and consecutive calls within one µs (a bucket with a
+    # µs-scale interval under load, or a flood of denials) repeat it. Read and written under
+    # the lock. -1.0 matches no debt those branches see (they have debt > cost * T >= 0).
+    seen_debt = -1.0
+    seen = full
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
+        nonlocal seen_debt, seen
         try:
             entry = entries[key]
         except (KeyError, TypeError):  # a new key or an unhashable one: validated there
@@ -1113,23 +1120,29 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
                 entry[0] = new
                 reset = debt / 1e6
                 entry[1] = t + reset + _MARGIN
-                remaining = limit - _ceil(debt / interval)
-                return _make(RateLimitDecision, (True, remaining, 0.0, reset, limit, False))
+                if debt != seen_debt:
+                    remaining = limit - _ceil(debt / interval)
+                    seen_debt = debt
+                    seen = _make(RateLimitDecision, (True, remaining, 0.0, reset, limit, False))
+                return seen
             if new >= _FLOAT_TAT:  # beyond the exact range: the core decides
                 return general(key, cost)
+            # Denied: nothing stored. retry_after = allow_at - now = debt - tau, reset_after =
+            # owed. At cost 1, owed > tau - T = (capacity - 1) * T: no whole token is left (the
+            # core's (tau - owed) // T is <= 0, clamped to 0).
+            if cost is _ONE:
+                if debt != seen_debt:
+                    retry = (debt - tolerance + 1) / 1e6
+                    seen_debt = debt
+                    seen = _make(
+                        RateLimitDecision, (False, 0, retry, (debt - spend) / 1e6, limit, False)
+                    )
+                return seen
         finally:
             release()
-        # Denied: nothing stored. retry_after = allow_at - now = debt - tau, reset_after = owed.
-        owed = debt - spend
-        if cost is _ONE:
-            # Denied at cost 1: owed > tau - T = (capacity - 1) * T, so no whole token is left
-            # (the core's (tau - owed) // T is <= 0, clamped to 0).
-            return _make(
-                RateLimitDecision,
-                (False, 0, (debt - tolerance + 1) / 1e6, owed / 1e6, limit, False),
-            )
         # A reservation (gcra_reserve) may have pushed tat past now + tau: no tokens then, not
         # fewer than none.
+        owed = debt - spend
         remaining = limit - _ceil(owed / interval)
         return _make(
             RateLimitDecision,
