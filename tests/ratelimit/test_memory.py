@@ -28,7 +28,7 @@ from dsprims import (
 )
 from dsprims.ratelimit.core import TokenBucketParams, gcra_decide, gcra_reserve
 from dsprims.ratelimit.decision import decision_from_verdict
-from dsprims.ratelimit.limiters import _now_us
+from dsprims.ratelimit.limiters import _FLOAT_T, _FLOAT_TAT, _MARGIN, _ROUNDER, _now_us
 from dsprims.testing.strategies import hostile_keys
 from tests.ratelimit.helpers import CoreRunner
 
@@ -265,8 +265,6 @@ class _SteppingClock:
         self.t += seconds
 
 
-#: The clock range of the fast path's float arithmetic (seconds): 2**50 µs, ~35.7 years.
-_FLOAT_T = 2.0**50 / 1e6
 #: Float µs readings t * 1e6 with a fractional part of exactly one half: the rounding ties of
 #: floor(t * 1e6 + 0.5).
 _TIES = st.integers(-(2**40), 2**40).map(lambda n: (2 * n + 1) / 2e6)
@@ -356,6 +354,14 @@ def test_float_fast_path_equals_the_int_path_on_any_clock(
         assert decision == expected
         assert [type(v) for v in decision] == [type(v) for v in expected]
         assert type(decision) is RateLimitDecision
+
+
+def test_fast_path_literals_are_the_documented_constants() -> None:
+    """The token bucket's fast path writes its float constants as literals: they are these."""
+    consts = set(TokenBucket(1, 3).try_acquire.__code__.co_consts)
+    assert {_ROUNDER, _FLOAT_T, -_FLOAT_T, _FLOAT_TAT, _MARGIN} <= consts
+    assert _FLOAT_T == 2.0**50 / 1e6
+    assert _ROUNDER + 0.5 == _ROUNDER  # doubles are 1 apart there: + and - round to integers
 
 
 @pytest.mark.parametrize("algo", ["counter", "log"])
