@@ -123,6 +123,7 @@ def test_a_lease_without_majority_is_lost_at_extend(
     other = lock.acquire(timeout=1)
     assert other.token > lease.token
     other.release()
+    lock.close()
 
 
 def test_waiter_is_woken_by_release(backends: list[Any], key_prefix: str) -> None:
@@ -137,6 +138,7 @@ def test_waiter_is_woken_by_release(backends: list[Any], key_prefix: str) -> Non
     holder.release()
     t.join()
     assert got[0] > holder.token
+    lock.close()  # its connections: a lock left to the garbage collector warns (unclosed sockets)
 
 
 @pytest.mark.slow
