@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from dsprims import ConfigurationError
 from dsprims.locks.core import (
     AcquireRequest,
+    Handoff,
     LockParams,
     LockState,
     check_timeout,
@@ -25,6 +26,7 @@ from dsprims.locks.core import (
     next_token,
     plan_renewal,
     plan_wait,
+    refresh_after_handoff,
 )
 
 
@@ -167,6 +169,79 @@ def test_leave_releases_a_racing_grant_and_wakes_the_next() -> None:
     assert s.queue == ()
 
 
+def test_release_hands_the_lock_to_a_fair_head() -> None:
+    _, s = decide_acquire(None, 0, 100, _req("a"))
+    _, s = decide_acquire(s, 10, 100, _req("b", "tb", ttl=2000))
+    _, s = decide_acquire(s, 20, 100, _req("c", "tc"))
+    # Without hand-off (Redlock, fair=False) the head is only woken.
+    plain, _ = decide_release(s, 30, "a")
+    assert plain == decide_release(s, 30, "a", handoff=False, wall_us=500)[0]
+    assert plain.handoff is None
+    rel, s = decide_release(s, 30, "a", handoff=True, wall_us=500)
+    assert rel.released
+    assert rel.wake == "tb"
+    # b's entry (refreshed at 10, lives 5000) has 4980 µs left: more than its 2000 µs lease.
+    assert rel.handoff == Handoff(500, 2000)
+    assert (s.owner, s.token, s.deadline, s.fence) == ("b", 500, 2030, 500)
+    assert [w.ticket for w in s.queue] == ["tc"]
+    # b holds it without asking; asking again (a lost wake-up) is the same grant.
+    d, s = decide_acquire(s, 40, 100, _req("b", "tb", ttl=2000))
+    assert (d.granted, d.token) == (True, 500)
+    assert not decide_acquire(s, 41, 100, _req("c", "tc"))[0].granted
+
+
+def test_a_handed_lease_is_cut_to_what_is_left_of_the_queue_entry() -> None:
+    _, s = decide_acquire(None, 0, 0, _req("a", ttl=10_000))
+    _, s = decide_acquire(s, 100, 0, _req("b", "tb", ttl=10_000))  # entry expires at 5100
+    rel, s = decide_release(s, 4000, "a", handoff=True)
+    assert rel.handoff is not None
+    assert rel.handoff.lease_us == 1100
+    assert s.deadline == 5100
+    # A waiter that died in the queue holds the lock no longer than its entry would have lived.
+    d, _ = decide_acquire(s, 5100, 0, _req("c", "tc"))
+    assert d.granted
+
+
+def test_a_head_that_queued_unfair_is_only_woken() -> None:
+    _, s = decide_acquire(None, 0, 0, _req("a"))
+    _, s = decide_acquire(s, 1, 0, _req("b", "tb", fair=False))
+    rel, s = decide_release(s, 2, "a", handoff=True)
+    assert rel.wake == "tb"
+    assert rel.handoff is None
+    assert s.owner is None
+
+
+def test_a_hand_off_that_races_with_a_give_up_is_passed_on() -> None:
+    _, s = decide_acquire(None, 0, 0, _req("a"))
+    _, s = decide_acquire(s, 1, 0, _req("b", "tb"))
+    _, s = decide_acquire(s, 2, 0, _req("c", "tc"))
+    rel, s = decide_release(s, 3, "a", handoff=True, wall_us=0)
+    assert rel.handoff is not None
+    assert s.owner == "b"
+    # b timed out as the hand-off reached it: its leave passes the lock on to c.
+    leave, s = decide_leave(s, 4, "tb", "b", handoff=True, wall_us=0)
+    assert leave.wake == "tc"
+    assert leave.handoff is not None
+    assert leave.handoff.token > rel.handoff.token
+    assert s.owner == "c"
+    assert s.queue == ()
+    # The last one leaving with its grant leaves the lock free and nothing queued.
+    leave, s = decide_leave(s, 5, "tc", "c", handoff=True)
+    assert leave == decide_leave(None, 5, "")[0]
+    assert (s.owner, s.queue) == (None, ())
+
+
+def test_refresh_after_handoff() -> None:
+    params = LockParams(ttl=10.0, clock_drift=0.0)
+    # Plenty left, and the watchdog brings a cut lease up to ttl.
+    assert not refresh_after_handoff(100.0, 100.1, 4.0, params, renewing=True)
+    # Without a watchdog the caller was promised ttl: a cut lease is extended at once.
+    assert refresh_after_handoff(100.0, 100.1, 4.0, params, renewing=False)
+    assert not refresh_after_handoff(100.0, 100.1, 10.0, params, renewing=False)
+    # Blocked so long that less than half the handed lease is left locally.
+    assert refresh_after_handoff(100.0, 105.5, 10.0, params, renewing=True)
+
+
 @st.composite
 def _ops(draw: st.DrawFn) -> list[tuple[str, str, int]]:
     return draw(
@@ -181,9 +256,9 @@ def _ops(draw: st.DrawFn) -> list[tuple[str, str, int]]:
     )
 
 
-@given(_ops(), st.booleans(), st.sampled_from(["clock", "counter"]))
+@given(_ops(), st.booleans(), st.sampled_from(["clock", "counter"]), st.booleans())
 def test_invariants_hold_for_any_history(
-    ops: list[tuple[str, str, int]], fair: bool, mode: str
+    ops: list[tuple[str, str, int]], fair: bool, mode: str, handoff: bool
 ) -> None:
     state: LockState | None = None
     now, last_token = 1_000, 0
@@ -200,16 +275,34 @@ def test_invariants_hold_for_any_history(
                 assert state.owner == who
                 assert all(w.ticket != "t" + who for w in state.queue)
         elif op == "release":
-            _, state = decide_release(state, now, who)
+            released, state = decide_release(state, now, who, handoff=handoff, wall_us=wall)
+            last_token = _handed(released.handoff, released.wake, state, last_token, now)
         elif op == "extend":
             _, state = decide_extend(state, now, who, 2000)
         else:
-            _, state = decide_leave(state, now, "t" + who)
+            left, state = decide_leave(state, now, "t" + who, handoff=handoff, wall_us=wall)
+            last_token = _handed(left.handoff, left.wake, state, last_token, now)
         assert state.fence >= last_token
         assert list(state.queue) == sorted(state.queue)
         assert len({w.ticket for w in state.queue}) == len(state.queue)
         if state.owner is not None:
             assert state.token == state.fence or state.token <= state.fence
+
+
+def _handed(
+    handoff: Handoff | None, wake: str | None, state: LockState, last: int, now: int
+) -> int:
+    """Check a hand-off: the woken head holds the lock with a new, larger token and a lease
+    within its ttl; it left the queue. Returns the highest token so far."""
+    if handoff is None:
+        return last
+    assert wake is not None
+    assert state.owner == wake[1:]
+    assert state.token == handoff.token > last
+    assert 0 < handoff.lease_us <= 2000
+    assert state.deadline == now + handoff.lease_us
+    assert all(w.ticket != wake for w in state.queue)
+    return handoff.token
 
 
 @given(st.lists(st.sampled_from("abcd"), min_size=1, max_size=30))

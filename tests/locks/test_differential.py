@@ -1,4 +1,9 @@
-"""The Lua scripts and the pure core agree decision for decision (pinned time)."""
+"""The Lua scripts and the pure core agree decision for decision (pinned time).
+
+In fair mode releases and give-ups hand the lock to the head of the queue: the ``wait`` step
+compares what each store's wake-up channel delivers (the hand-off's token and lease, or
+nothing), and every later decision compares who holds the lock and until when.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from hypothesis import strategies as st
 
 from dsprims import ManualClock, MemoryBackend
 from dsprims.locks.core import LockParams
-from dsprims.locks.memory import _MemoryDecisions
+from dsprims.locks.memory import _MemoryDecisions, _MemoryLockStore
 from dsprims.locks.redis import _RedisLockStore, _Scripts
 from tests.locks import write_outcome
 
@@ -21,26 +26,51 @@ _RUN = itertools.count()
 
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["try", "queue", "release", "extend", "leave", "leave_owner"]),
+        # Weighted towards queueing, releasing and waiting, so that hand-offs are common.
+        st.sampled_from(
+            [
+                *("try", "queue", "queue", "release", "release", "extend"),
+                *("leave", "leave_owner", "wait", "wait"),
+            ]
+        ),
         st.sampled_from(["a", "b", "c"]),
-        st.sampled_from([0, 0, 1, 5, 100, 2_000, 4_000, 9_000]),
+        st.sampled_from([0, 0, 0, 1, 5, 100, 500, 2_000, 4_000, 9_000]),
     ),
     min_size=1,
     max_size=40,
 )
 
 
-@given(ops=OPS, fair=st.booleans(), mode=st.sampled_from(["clock", "counter"]))
+@given(
+    ops=OPS,
+    fair=st.booleans(),
+    mode=st.sampled_from(["clock", "counter"]),
+    ttl=st.sampled_from([1.0, 3.0, 6.0]),  # below, at and above a queue entry's lifetime
+    contended=st.booleans(),
+)
 def test_redis_scripts_match_the_core(
-    redis_backend: Any, key_prefix: str, ops: list[tuple[str, str, int]], fair: bool, mode: str
+    redis_backend: Any,
+    key_prefix: str,
+    ops: list[tuple[str, str, int]],
+    fair: bool,
+    mode: str,
+    ttl: float,
+    contended: bool,
 ) -> None:
-    params = LockParams(ttl=3.0, fair=fair, fencing=mode)  # type: ignore[arg-type]
+    params = LockParams(ttl=ttl, fair=fair, fencing=mode)  # type: ignore[arg-type]
     clock = ManualClock(start=1000.0)
     prefix = f"{key_prefix}.{next(_RUN)}"
-    memory = _MemoryDecisions(MemoryBackend(), "k", params, clock)
-    scripts = _Scripts(prefix, "lock", params, clock, wait_slice=memory.wait_slice)
+    decisions = _MemoryDecisions(MemoryBackend(), "k", params, clock)
+    memory = _MemoryLockStore(decisions)
+    scripts = _Scripts(prefix, "lock", params, clock, wait_slice=decisions.wait_slice)
     redis = _RedisLockStore(redis_backend, scripts)
     owners = {w: f"owner-{w}" for w in "abc"}
+    for who in owners:
+        memory.open_ticket(f"t-{who}")
+    if contended:
+        # A holder and two waiters, and one release (a hand-off in fair mode) to start with.
+        start = [("queue", "a", 0), ("queue", "b", 1), ("queue", "c", 1), ("release", "a", 1)]
+        ops = [*start, ("wait", "b", 0), *ops]
     for op, who, advance_ms in ops:
         clock.advance(advance_ms / 1000)
         owner, ticket = owners[who], f"t-{who}"
@@ -51,6 +81,9 @@ def test_redis_scripts_match_the_core(
             assert memory.release(owner) == redis.release(owner)
         elif op == "extend":
             assert memory.extend(owner, 2.5) == redis.extend(owner, 2.5)
+        elif op == "wait":
+            # What the wake-up channel holds: a hand-off (token, lease) or nothing.
+            assert memory.wait(ticket, 0.0) == redis.wait(ticket, 0.0), who
         else:
             o = owner if op == "leave_owner" else ""
             memory.leave(o, ticket)

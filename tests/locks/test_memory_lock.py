@@ -7,6 +7,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -19,6 +20,7 @@ from dsprims import (
 )
 from dsprims.locks import AsyncMemoryLock, LeaseBase, MemoryLock
 from dsprims.locks._scheduler import shared_scheduler
+from dsprims.locks.memory import _MemoryLockStore
 
 
 def test_threads_never_lose_an_update() -> None:
@@ -233,3 +235,88 @@ def test_with_lock_exits_in_any_order_and_rejects_an_unmatched_exit() -> None:
     after.release()
     with pytest.raises(RuntimeError, match="without a matching enter"):
         inner.__exit__(None, None, None)
+
+
+class _ReleasingClock(ManualClock):
+    """A manual clock whose ``sleep`` (a waiter blocking) advances ``step`` seconds and then
+    runs the queued actions: a release that happens while the waiter blocks."""
+
+    def __init__(self, start: float, step: float) -> None:
+        super().__init__(start)
+        self.step = step
+        self.during_sleep: list[Callable[[], object]] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(min(seconds, self.step))
+        while self.during_sleep:
+            self.during_sleep.pop(0)()
+
+
+def _handed_over(ttl: float, step: float) -> tuple[LeaseBase, int, list[float]]:
+    """A waiter blocks ``step`` s and is handed the lock by a release meanwhile; returns its
+    lease, the token the hand-off carried, and the ttl of each ``extend`` it sent."""
+    clock = _ReleasingClock(1000.0, step)
+    lock = MemoryLock("handoff", clock=clock, ttl=ttl, clock_drift=0.0)
+    holder = lock.acquire()
+    handed: list[int] = []
+    extends: list[float] = []
+    store = lock._store
+    assert isinstance(store, _MemoryLockStore)
+    release, extend = store.release, store.extend
+
+    def release_and_note(owner: str) -> bool:
+        ok = release(owner)
+        state = store.decisions.state()
+        assert state is not None
+        handed.append(state.token)
+        return ok
+
+    def counting_extend(owner: str, ttl: float) -> bool:
+        extends.append(ttl)
+        return extend(owner, ttl)
+
+    store.extend = counting_extend
+    clock.during_sleep.append(lambda: release_and_note(holder.owner))
+    lease = lock.acquire(timeout=10)
+    assert lease.token == handed[0] > holder.token
+    return lease, handed[0], extends
+
+
+def test_a_hand_off_is_held_from_the_last_attempt_without_asking_again() -> None:
+    # ttl 1 s fits in the waiter's queue entry (3 s): the whole ttl is handed over.
+    lease, _, extends = _handed_over(ttl=1.0, step=0.1)
+    assert extends == []
+    # Counted from just before the waiter's last attempt (at 1000.0), not from the wake-up.
+    assert lease.deadline == pytest.approx(1000.0 + 1.0 - 0.002)
+    assert lease.ttl == pytest.approx(1.0)
+
+
+def test_a_long_blocked_or_cut_hand_off_is_extended_at_once() -> None:
+    # Blocked 0.7 s of a 1 s lease: less than half is left, one extend refreshes it.
+    lease, _, extends = _handed_over(ttl=1.0, step=0.7)
+    assert extends == [1.0]
+    assert lease.deadline == pytest.approx(1000.7 + 1.0 - 0.002)
+    # ttl 10 s is cut to what is left of the 3 s queue entry; nothing renews on a manual
+    # clock, so the waiter extends to the 10 s it was promised.
+    lease, _, extends = _handed_over(ttl=10.0, step=0.1)
+    assert extends == [10.0]
+    assert lease.deadline == pytest.approx(1000.1 + 10.0 - 0.002)
+
+
+def test_a_waiter_that_gives_up_passes_a_hand_off_on() -> None:
+    clock = ManualClock(1000.0)
+    lock = MemoryLock("pass-on", clock=clock, auto_renew=False)
+    holder = lock.acquire()
+    store = lock._store
+    for ticket in ("t1", "t2"):
+        store.open_ticket(ticket)
+    assert not store.attempt("o1", "t1").granted
+    assert not store.attempt("o2", "t2").granted
+    holder.release()  # handed to o1 ...
+    store.leave("o1", "t1")  # ... which gave up at that moment: o2 gets it
+    assert store.wait("t1", 0.0) is None
+    handed = store.wait("t2", 0.0)
+    assert handed is not None
+    assert handed.token > holder.token
+    assert store.release("o2")
+    assert lock.try_acquire() is not None

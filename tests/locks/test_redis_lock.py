@@ -18,6 +18,7 @@ from dsprims import (
 )
 from dsprims.locks import AsyncRedisLock, Lease, MemoryLock, RedisLock
 from dsprims.locks._lock import LockBase
+from dsprims.locks.core import waiter_ttl_us
 from tests.locks import IDLE_FIELDS
 
 pytestmark = pytest.mark.redis
@@ -129,8 +130,9 @@ def test_unfair_lock_lets_a_newcomer_barge(redis_backend: Any, key_prefix: str) 
         "barge", backend=redis_backend, prefix=key_prefix, fair=False, auto_renew=False
     )
     holder = fair.acquire()
-    store = fair._store
-    assert not store.attempt("waiter-owner", "waiter-ticket").granted  # queued by hand
+    # Queued by hand by an unfair waiter: a release only wakes it (no hand-off).
+    store = unfair._store
+    assert not store.attempt("waiter-owner", "waiter-ticket").granted
     holder.release()
     assert fair.try_acquire() is None  # promised to the queued waiter
     barged = unfair.try_acquire()
@@ -138,6 +140,34 @@ def test_unfair_lock_lets_a_newcomer_barge(redis_backend: Any, key_prefix: str) 
     barged.release()
     store.leave("waiter-owner", "waiter-ticket")
     assert fair.try_acquire() is not None
+
+
+def test_release_hands_the_lock_to_a_fair_head(redis_backend: Any, key_prefix: str) -> None:
+    lock = RedisLock("handoff", backend=redis_backend, prefix=key_prefix, auto_renew=False)
+    holder = lock.acquire()
+    store = lock._store
+    assert not store.attempt("waiter-owner", "waiter-ticket").granted  # queued by hand
+    assert not store.attempt("next-owner", "next-ticket").granted
+    holder.release()
+    # The head holds the lock already: its wake-up carries the token, nobody else gets it.
+    assert lock.try_acquire() is None
+    handed = store.wait("waiter-ticket", 1.0)
+    assert handed is not None
+    assert handed.token > holder.token
+    # The lease is cut to what was left of the waiter's queue entry (and never above ttl).
+    assert 0 < handed.lease_us <= min(lock.params.ttl_us, waiter_ttl_us(store.wait_slice))
+    assert not store.release("next-owner")
+    assert store.extend("waiter-owner", 5.0)
+    # Asking again (a lost reply) is idempotent: the same grant.
+    assert store.attempt("waiter-owner", "waiter-ticket").token == handed.token
+    assert store.release("waiter-owner")
+    second = store.wait("next-ticket", 1.0)  # handed on to the next in line
+    assert second is not None
+    assert second.token > handed.token
+    assert store.release("next-owner")
+    keys = sorted(redis_backend.client.scan_iter(match=f"{key_prefix}*"))
+    assert len(keys) == 1
+    assert sorted(redis_backend.client.hkeys(keys[0])) == IDLE_FIELDS
 
 
 def test_pinned_clock_is_deterministic(redis_backend: Any, key_prefix: str) -> None:
@@ -281,15 +311,17 @@ def test_an_outage_raises_within_the_timeout_and_leaves_nothing(
         with pytest.raises(BackendUnavailable):
             lock.acquire(timeout=5)
         assert time.monotonic() - start < 0.5 * 3 + 1.0
+    released = time.monotonic()
     holder.release()
     # A queue entry whose command reached the frozen server may land after the clean-up did;
-    # it expires by itself within 2 x wait_slice + 1 s (here 1.5 s).
+    # it expires by itself within 2 x wait_slice + 1 s (here 1.5 s), and if the release handed
+    # the lock to that ghost, its lease was cut to what was left of the entry: the lock is free
+    # again within the same bound, and the queue is gone.
     client = redis_server.client()
-    deadline = time.monotonic() + 1.5 + 1.0
-    while client.exists(f"{key_prefix}:{{outage}}:q"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert lock.try_acquire() is not None
+    lease = lock.acquire(timeout=1.5 + 1.0)
+    assert time.monotonic() - released < 1.5 + 1.0
+    assert not client.exists(f"{key_prefix}:{{outage}}:q", f"{key_prefix}:{{outage}}:qo")
+    lease.release()
     client.close()
     backend.close()
 

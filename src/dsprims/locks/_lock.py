@@ -7,9 +7,13 @@ of :mod:`dsprims.locks.core` in a loop:
 1. ``attempt`` (grants, or queues the caller's ticket and says how long the lease in the way
    lasts);
 2. ``wait`` on the ticket's wake-up channel for :func:`~dsprims.locks.core.plan_wait` seconds
-   (woken early by a release or by a waiter that gives up), then attempt again;
+   (woken early by a release or by a waiter that gives up), then attempt again; in fair mode
+   the wake-up may carry a grant instead (:class:`~dsprims.locks.core.Handoff`): the releaser
+   handed the lock over, and the waiter holds it without asking again (its lease counts from
+   just before its last attempt; see :func:`~dsprims.locks.core.refresh_after_handoff` for
+   when it is extended at once);
 3. on timeout, error or cancellation, ``leave`` (drops the ticket, and releases the lock if a
-   grant raced with the give-up, so nothing is left behind).
+   grant or a hand-off raced with the give-up, passing it on, so nothing is left behind).
 
 The sync and the asyncio shells below are the same few lines, one with ``await``.
 """
@@ -32,10 +36,12 @@ from dsprims.errors import BackendError, LockError, LockLost, LockNotAcquired
 from dsprims.locks._scheduler import shared_scheduler
 from dsprims.locks.core import (
     AcquireDecision,
+    Handoff,
     LockParams,
     check_timeout,
     plan_renewal,
     plan_wait,
+    refresh_after_handoff,
 )
 from dsprims.locks.lease import AsyncLease, Lease, LeaseBase, OnLost
 from dsprims.timesource import SYSTEM_CLOCK, Clock, SystemClock
@@ -71,8 +77,11 @@ class LockStore(Protocol):
         """One grant attempt; queues ``ticket`` (if not empty) when not granted."""
         ...
 
-    def wait(self, ticket: str, seconds: float) -> None:
-        """Block until ``ticket`` is woken or ``seconds`` pass."""
+    def wait(self, ticket: str, seconds: float) -> Handoff | None:
+        """Block until ``ticket`` is woken or ``seconds`` pass.
+
+        Returns the grant when the wake-up handed the lock over, else ``None``.
+        """
         ...
 
     def leave(self, owner: str, ticket: str) -> None:
@@ -105,7 +114,7 @@ class AsyncLockStore(Protocol):
         """See :meth:`LockStore.attempt`."""
         ...
 
-    async def wait(self, ticket: str, seconds: float) -> None:
+    async def wait(self, ticket: str, seconds: float) -> Handoff | None:
         """See :meth:`LockStore.wait`."""
         ...
 
@@ -211,11 +220,11 @@ class _Common:
             return "sleep", plan.at - now
         return "renew", plan.ttl
 
-    def _lease_options(self, start: float) -> dict[str, Any]:
-        """The lease settings shared by sync and async grants made at ``start``."""
+    def _lease_options(self, start: float, ttl: float) -> dict[str, Any]:
+        """The lease settings shared by sync and async grants of ``ttl`` made at ``start``."""
         return {
             "clock": self.clock,
-            "ttl": self.params.ttl,
+            "ttl": ttl,
             "start": start,
             "clock_drift": self.params.clock_drift,
             "on_lost": self.on_lost,
@@ -231,6 +240,14 @@ class _Common:
                 return None
             delay = 0.0 if action == "renew" else value
         return delay
+
+    def _handed(self, start: float, handoff: Handoff) -> float | None:
+        """The lease (seconds) of a grant handed over on a wake-up, counted from ``start``, or
+        ``None`` when it must be extended before it is returned."""
+        lease = handoff.lease_us / 1e6
+        renewing = self._watchdog and self.params.auto_renew
+        now = self.clock.monotonic()
+        return None if refresh_after_handoff(start, now, lease, self.params, renewing) else lease
 
     def _retry_delay(self, lease: LeaseBase) -> float:
         remaining = lease.remaining or 0.0
@@ -285,7 +302,7 @@ class LockBase(_Common):
         if ticket:
             store.open_ticket(ticket)
         try:
-            start = clock.monotonic()
+            start, lease = clock.monotonic(), self.params.ttl
             decision = store.attempt(owner, ticket)
             while not decision.granted:
                 wait = plan_wait(decision.wait_us, clock.monotonic(), deadline, store.wait_slice)
@@ -293,8 +310,19 @@ class LockBase(_Common):
                     if ticket:
                         store.leave(owner, ticket)
                     return None
-                store.wait(ticket, wait)
-                start = clock.monotonic()
+                handoff = store.wait(ticket, wait)
+                if handoff is not None:
+                    # Handed over after the attempt sent at ``start``: held from then on.
+                    decision = AcquireDecision(True, handoff.token)
+                    handed = self._handed(start, handoff)
+                    if handed is not None:
+                        lease = handed
+                        break
+                    start, lease = clock.monotonic(), self.params.ttl
+                    if store.extend(owner, lease):
+                        break
+                # A plain wake-up, or a hand-off that is already gone: ask (again).
+                start, lease = clock.monotonic(), self.params.ttl
                 decision = store.attempt(owner, ticket)
         except BaseException:
             # A lost reply may hide a grant or a queue entry: take both back before raising.
@@ -304,10 +332,11 @@ class LockBase(_Common):
         finally:
             if ticket:
                 store.close_ticket(ticket)
-        return self._grant(owner, decision.token, start)
+        return self._grant(owner, decision.token, start, lease)
 
-    def _grant(self, owner: str, token: int, start: float) -> Lease:
-        lease = Lease(self.name, token, owner=owner, driver=self, **self._lease_options(start))
+    def _grant(self, owner: str, token: int, start: float, ttl: float) -> Lease:
+        options = self._lease_options(start, ttl)
+        lease = Lease(self.name, token, owner=owner, driver=self, **options)
         self._watch(weakref.ref(lease))
         return lease
 
@@ -439,7 +468,7 @@ class AsyncLockBase(_Common):
         if ticket:
             store.open_ticket(ticket)
         try:
-            start = clock.monotonic()
+            start, lease = clock.monotonic(), self.params.ttl
             decision = await store.attempt(owner, ticket)
             while not decision.granted:
                 wait = plan_wait(decision.wait_us, clock.monotonic(), deadline, store.wait_slice)
@@ -447,8 +476,17 @@ class AsyncLockBase(_Common):
                     if ticket:
                         await store.leave(owner, ticket)
                     return None
-                await store.wait(ticket, wait)
-                start = clock.monotonic()
+                handoff = await store.wait(ticket, wait)
+                if handoff is not None:  # see LockBase._acquire
+                    decision = AcquireDecision(True, handoff.token)
+                    handed = self._handed(start, handoff)
+                    if handed is not None:
+                        lease = handed
+                        break
+                    start, lease = clock.monotonic(), self.params.ttl
+                    if await store.extend(owner, lease):
+                        break
+                start, lease = clock.monotonic(), self.params.ttl
                 decision = await store.attempt(owner, ticket)
         except BaseException:
             await self._cleanup(owner, ticket)
@@ -456,7 +494,7 @@ class AsyncLockBase(_Common):
         finally:
             if ticket:
                 store.close_ticket(ticket)
-        return self._grant(owner, decision.token, start)
+        return self._grant(owner, decision.token, start, lease)
 
     async def _cleanup(self, owner: str, ticket: str) -> None:
         # Runs the clean-up as its own task and waits for it, so that wait_for() returns only
@@ -477,8 +515,9 @@ class AsyncLockBase(_Common):
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _grant(self, owner: str, token: int, start: float) -> AsyncLease:
-        lease = AsyncLease(self.name, token, owner=owner, driver=self, **self._lease_options(start))
+    def _grant(self, owner: str, token: int, start: float, ttl: float) -> AsyncLease:
+        options = self._lease_options(start, ttl)
+        lease = AsyncLease(self.name, token, owner=owner, driver=self, **options)
         self._watch(weakref.ref(lease))
         return lease
 

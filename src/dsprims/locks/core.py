@@ -18,13 +18,28 @@ The lock state machine (one state per lock name)::
   restarts and forgets ``fence``: provided its clock did not step back across the restart by
   more than the restart took, the first token after it is larger than every token before it.
 * ``queue``: waiters in arrival order (``(arrived, ticket)``), each with an expiry that the
-  waiter refreshes while it waits, so a crashed waiter leaves the queue by itself.
+  waiter refreshes while it waits, so a crashed waiter leaves the queue by itself. A waiter that
+  queued in fair mode also leaves its grant settings (owner secret, lease length, token mode),
+  so that the lock can be handed to it directly.
 
 Fairness (Lamport's bakery idea reduced to a FIFO ticket queue): with ``fair=True`` a free lock
 goes only to the head of the queue (or to anyone when the queue is empty); with ``fair=False``
 any requester may barge in. A decision that frees the lock names the waiter to *wake*: the
 shells deliver that wake-up (a list push on Redis, an event in memory), so waiters block
 instead of polling.
+
+Direct hand-off (fair mode): a release (or a waiter giving up while the lock is free) that
+finds a live head which queued in fair mode *grants the lock to that head itself* — owner,
+the next fencing token, a lease from now — and the wake-up carries the token and the lease
+length (:class:`Handoff`), so the head holds the lock the moment it is woken, without asking
+again (two message hops from release to holder instead of four). The handed lease is the
+head's own ``ttl``, cut to what is left of its queue entry's lifetime: a waiter that died in
+the queue (its entry not yet expired) then holds the lock no longer than its entry would have
+blocked the queue anyway, instead of a whole ``ttl``. The head's lease started after its last
+attempt reached the store, so the moment just before that attempt was sent is a safe local
+lease start (see :func:`refresh_after_handoff` for when the new holder extends it at once). A
+head that queued with ``fair=False`` (and every Redlock contender) is only woken, and asks
+again.
 
 Fencing (Kleppmann, "How to do distributed locking", 2016): the resource accepts a write only
 if its token is at least the highest it has accepted (:func:`fence_decision`), so a holder that
@@ -35,7 +50,7 @@ of the next holder.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from dsprims.errors import ConfigurationError
@@ -49,6 +64,7 @@ __all__ = [
     "ExtendDecision",
     "FenceDecision",
     "FencingMode",
+    "Handoff",
     "LeaveDecision",
     "LockParams",
     "LockState",
@@ -68,6 +84,7 @@ __all__ = [
     "plan_renewal",
     "plan_wait",
     "quorum_outcome",
+    "refresh_after_handoff",
     "waiter_ttl_us",
 ]
 
@@ -231,11 +248,19 @@ def next_token(fence: int, wall_us: int, mode: FencingMode = "clock") -> int:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Waiter:
-    """One queued waiter; ordered by ``(arrived, ticket)`` like the Redis sorted set."""
+    """One queued waiter; ordered by ``(arrived, ticket)`` like the Redis sorted set.
+
+    ``owner``, ``ttl_us`` and ``fencing`` are the settings of the waiter's grant, kept when it
+    queued in fair mode so that a release can hand the lock to it directly; ``owner == ""``
+    means "wake it up only".
+    """
 
     arrived: int
     ticket: str
     expires: int
+    owner: str = field(default="", compare=False)
+    ttl_us: int = field(default=0, compare=False)
+    fencing: FencingMode = field(default="clock", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,11 +314,32 @@ class AcquireDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class Handoff:
+    """A lock handed to a waiter by a release: what its wake-up carries.
+
+    Attributes:
+        token: the fencing token of the grant.
+        lease_us: the lease granted, in µs from the moment of the hand-off.
+    """
+
+    token: int
+    lease_us: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReleaseDecision:
-    """The outcome of :func:`decide_release`: whether it released, and whom to wake."""
+    """The outcome of :func:`decide_release`.
+
+    Attributes:
+        released: the caller held the lock and released it.
+        wake: the ticket of a waiter to wake, if any.
+        handoff: the grant handed to ``wake`` (its wake-up must carry it), or ``None`` for a
+            plain wake-up.
+    """
 
     released: bool
     wake: str | None = None
+    handoff: Handoff | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,9 +351,11 @@ class ExtendDecision:
 
 @dataclass(frozen=True, slots=True)
 class LeaveDecision:
-    """The outcome of :func:`decide_leave`: the waiter to wake, if any."""
+    """The outcome of :func:`decide_leave`: the waiter to wake, if any, and the grant it was
+    handed (``None`` for a plain wake-up; see :class:`ReleaseDecision`)."""
 
     wake: str | None = None
+    handoff: Handoff | None = None
 
 
 def _live(state: LockState | None, now: int) -> LockState:
@@ -324,6 +372,23 @@ def _live(state: LockState | None, now: int) -> LockState:
 
 def _head(state: LockState) -> str | None:
     return state.queue[0].ticket if state.queue else None
+
+
+def _free(
+    state: LockState, now: int, wall_us: int, handoff: bool
+) -> tuple[str | None, Handoff | None, LockState]:
+    """The lock is free: wake the head of the queue, or (``handoff``, and the head queued in
+    fair mode) grant the lock to it. Returns (ticket to wake, what it was handed, state)."""
+    if not state.queue:
+        return None, None, state
+    head = state.queue[0]
+    if not handoff or not head.owner:
+        return head.ticket, None, state
+    token = next_token(state.fence, wall_us, head.fencing)
+    # Never longer than the head's entry would still live (it is live: expires > now).
+    lease = min(head.ttl_us, head.expires - now)
+    granted = LockState(head.owner, token, now + lease, token, state.queue[1:])
+    return head.ticket, Handoff(token, lease), granted
 
 
 def decide_acquire(
@@ -353,7 +418,14 @@ def decide_acquire(
         mine = next((w for w in queue if w.ticket == request.ticket), None)
         arrived = now if mine is None else mine.arrived
         others = tuple(w for w in queue if w.ticket != request.ticket)
-        entry = Waiter(arrived, request.ticket, now + request.waiter_ttl_us)
+        expires = now + request.waiter_ttl_us
+        if request.fair:
+            # Its grant settings, for a direct hand-off.
+            entry = Waiter(
+                arrived, request.ticket, expires, request.owner, request.ttl_us, request.fencing
+            )
+        else:
+            entry = Waiter(arrived, request.ticket, expires)
         queue = tuple(sorted((*others, entry)))
         st = LockState(st.owner, st.token, st.deadline, st.fence, queue)
     if st.owner is None:
@@ -363,14 +435,23 @@ def decide_acquire(
 
 
 def decide_release(
-    state: LockState | None, now: int, owner: str
+    state: LockState | None, now: int, owner: str, *, handoff: bool = False, wall_us: int = 0
 ) -> tuple[ReleaseDecision, LockState]:
-    """Release the lock if ``owner`` holds it (and its lease has not ended); wake the head."""
+    """Release the lock if ``owner`` holds it (and its lease has not ended); wake the head.
+
+    Args:
+        state: the stored state.
+        now: the deciding clock in µs.
+        owner: the releasing owner secret.
+        handoff: grant the lock directly to the head when it queued in fair mode (see the
+            module docstring); ``False`` only wakes it.
+        wall_us: wall-clock µs since the epoch (the floor of a handed-over ``"clock"`` token).
+    """
     st = _live(state, now)
     if st.owner is None or st.owner != owner:
         return ReleaseDecision(False, None), st
-    st = LockState(None, 0, 0, st.fence, st.queue)
-    return ReleaseDecision(True, _head(st)), st
+    wake, handed, st = _free(LockState(None, 0, 0, st.fence, st.queue), now, wall_us, handoff)
+    return ReleaseDecision(True, wake, handed), st
 
 
 def decide_extend(
@@ -384,11 +465,19 @@ def decide_extend(
 
 
 def decide_leave(
-    state: LockState | None, now: int, ticket: str, owner: str = ""
+    state: LockState | None,
+    now: int,
+    ticket: str,
+    owner: str = "",
+    *,
+    handoff: bool = False,
+    wall_us: int = 0,
 ) -> tuple[LeaveDecision, LockState]:
-    """Remove a waiter that gives up, and release a grant to ``owner`` that raced with it.
+    """Remove a waiter that gives up, and release a grant to ``owner`` that raced with it
+    (e.g. a hand-off that reached a waiter as it timed out or was cancelled).
 
-    If the lock ends up free, the new head of the queue is woken.
+    If the lock ends up free, the new head of the queue is woken, or with ``handoff`` handed
+    the lock as in :func:`decide_release`, so a grant never stays with a waiter that left.
     """
     st = _live(state, now)
     if owner and st.owner == owner:
@@ -396,8 +485,10 @@ def decide_leave(
     if ticket:
         rest = tuple(w for w in st.queue if w.ticket != ticket)
         st = LockState(st.owner, st.token, st.deadline, st.fence, rest)
-    wake = _head(st) if st.owner is None else None
-    return LeaveDecision(wake), st
+    if st.owner is not None:
+        return LeaveDecision(None), st
+    wake, handed, st = _free(st, now, wall_us, handoff)
+    return LeaveDecision(wake, handed), st
 
 
 # -- Redlock quorum ----------------------------------------------------------------------------
@@ -448,6 +539,27 @@ def waiter_ttl_us(wait_slice: float) -> int:
     belongs to a crashed or stopped waiter, and is dropped so it stops holding up the queue.
     """
     return round((2 * wait_slice + 1.0) * 1e6)
+
+
+def refresh_after_handoff(
+    start: float, now: float, lease: float, params: LockParams, renewing: bool
+) -> bool:
+    """Whether a lease handed over by the previous holder must be extended at once.
+
+    The waiter does not know when the hand-off happened, only that it came after its last
+    attempt reached the store, so its local lease of ``lease`` seconds counts from ``start``,
+    the moment just before that attempt was sent (never later than the grant: the local
+    deadline never overstates the store's). It extends at once (one more round trip) when
+
+    * less than half of the handed lease is left locally (it blocked or paused long), or
+    * the handed lease is shorter than ``params.ttl`` (cut to its queue entry's lifetime) and
+      nothing will renew it (``renewing`` false: no watchdog), since the caller was promised
+      a lease of ``ttl``. With the watchdog, the first renewal (after ``renew_fraction`` of the
+      handed lease) brings it up to ``ttl`` instead, off the critical path.
+    """
+    if lease_deadline(start, lease, params.clock_drift) - now < lease / 2:
+        return True
+    return not renewing and lease < params.ttl
 
 
 def plan_wait(wait_us: int, now: float, deadline: float | None, wait_slice: float) -> float | None:

@@ -3,10 +3,12 @@
 The lock state of each name lives in a :class:`~dsprims.MemoryBackend` and changes only through
 the pure decisions of :mod:`dsprims.locks.core`, run under the backend lock, exactly as the Redis
 scripts run them on the server. Waiters block on a per-ticket event that the deciding thread
-sets (no polling); waiters of sync and asyncio locks can share one backend. With a clock other
-than the system clock, waiting is done with ``clock.sleep``/``clock.asleep`` after a
-non-blocking check of the wake-up event, so tests driven by :class:`~dsprims.ManualClock`
-advance time deterministically instead of blocking.
+sets (no polling); waiters of sync and asyncio locks can share one backend. In fair mode a
+release hands the lock directly to the head of the queue (see :mod:`dsprims.locks.core`): the
+wake-up then carries the fencing token, and the woken waiter holds the lock without deciding
+again. With a clock other than the system clock, waiting is done with
+``clock.sleep``/``clock.asleep`` after a non-blocking check of the wake-up event, so tests
+driven by :class:`~dsprims.ManualClock` advance time deterministically instead of blocking.
 
 Guarantees: mutual exclusion among the threads and tasks of one process sharing the backend,
 FIFO service (``fair=True``), tokens strictly increasing per name (floored by the wall clock,
@@ -33,6 +35,7 @@ from dsprims.locks.core import (
     AcquireDecision,
     AcquireRequest,
     FencingMode,
+    Handoff,
     LockParams,
     LockState,
     decide_acquire,
@@ -51,13 +54,13 @@ MEMORY_WAIT_SLICE = 1.0
 
 _REGISTRY_LOCK = threading.Lock()
 _THREAD_EVENT = threading.local()
+#: ``wake(handoff)``: wake a waiter; ``handoff`` is the grant it was handed, or ``None``.
+Waker = Callable[[Handoff | None], None]
 # backend -> ticket -> wake function; weak so a dropped backend takes its wakers with it.
-_WAKERS: weakref.WeakKeyDictionary[MemoryBackend, dict[str, Callable[[], None]]] = (
-    weakref.WeakKeyDictionary()
-)
+_WAKERS: weakref.WeakKeyDictionary[MemoryBackend, dict[str, Waker]] = weakref.WeakKeyDictionary()
 
 
-def _wakers_of(backend: MemoryBackend) -> dict[str, Callable[[], None]]:
+def _wakers_of(backend: MemoryBackend) -> dict[str, Waker]:
     with _REGISTRY_LOCK:
         wakers = _WAKERS.get(backend)
         if wakers is None:
@@ -81,11 +84,11 @@ class _MemoryDecisions:
     def _now(self) -> int:
         return round(self.clock.monotonic() * 1e6)
 
-    def _wake(self, ticket: str | None) -> None:
+    def _wake(self, ticket: str | None, handoff: Handoff | None = None) -> None:
         if ticket is not None:
             wake = self.wakers.get(ticket)
             if wake is not None:
-                wake()
+                wake(handoff)
 
     def attempt(self, owner: str, ticket: str) -> AcquireDecision:
         request = AcquireRequest(
@@ -108,24 +111,24 @@ class _MemoryDecisions:
         return decision
 
     def leave(self, owner: str, ticket: str) -> None:
-        now = self._now()
+        now, wall, handoff = self._now(), self.clock.time_ns() // 1000, self.params.fair
         decision = self.backend.transact(
             self.key,
-            lambda state: decide_leave(state, now, ticket, owner),
+            lambda state: decide_leave(state, now, ticket, owner, handoff=handoff, wall_us=wall),
             ttl=FENCE_TTL,
             clock=self.clock,
         )
-        self._wake(decision.wake)
+        self._wake(decision.wake, decision.handoff)
 
     def release(self, owner: str) -> bool:
-        now = self._now()
+        now, wall, handoff = self._now(), self.clock.time_ns() // 1000, self.params.fair
         decision = self.backend.transact(
             self.key,
-            lambda state: decide_release(state, now, owner),
+            lambda state: decide_release(state, now, owner, handoff=handoff, wall_us=wall),
             ttl=FENCE_TTL,
             clock=self.clock,
         )
-        self._wake(decision.wake)
+        self._wake(decision.wake, decision.handoff)
         return decision.released
 
     def extend(self, owner: str, ttl: float) -> bool:
@@ -144,14 +147,56 @@ class _MemoryDecisions:
         return state
 
 
+class _Tickets:
+    """The hand-offs delivered to each open ticket of one store (``box``: a list that holds
+    the grant until the waiter takes it). Shared by the sync and asyncio stores."""
+
+    def __init__(self, decisions: _MemoryDecisions) -> None:
+        self.decisions = decisions
+        self.boxes: dict[str, list[Handoff]] = {}
+
+    def open(self, ticket: str, notify: Callable[[], None]) -> None:
+        box: list[Handoff] = []
+
+        def wake(handoff: Handoff | None) -> None:
+            if handoff is not None:
+                box[:] = [handoff]  # the latest grant only, like the Redis wake-up list
+            notify()
+
+        self.boxes[ticket] = box
+        self.decisions.wakers[ticket] = wake
+
+    def close(self, ticket: str) -> None:
+        self.decisions.wakers.pop(ticket, None)
+        self.boxes.pop(ticket, None)
+
+    def take(self, ticket: str) -> Handoff | None:
+        """The grant handed to ``ticket`` (once), or ``None``."""
+        box = self.boxes.get(ticket)
+        return box.pop() if box else None
+
+    def attempt(self, owner: str, ticket: str) -> AcquireDecision:
+        decision = self.decisions.attempt(owner, ticket)
+        if ticket and decision.granted:
+            # Granted by asking: a hand-off message still in the box is moot (the Redis script
+            # deletes the wake-up list the same way).
+            self.take(ticket)
+        return decision
+
+    def leave(self, owner: str, ticket: str) -> None:
+        self.decisions.leave(owner, ticket)
+        self.take(ticket)  # a hand-off that reached it was taken back by the leave
+
+
 class _MemoryLockStore:
     """The sync store: waiters block on a ``threading.Event`` per ticket."""
 
     def __init__(self, decisions: _MemoryDecisions) -> None:
         self.decisions = decisions
         self.wait_slice = decisions.wait_slice
-        self.attempt = decisions.attempt
-        self.leave = decisions.leave
+        self.tickets = _Tickets(decisions)
+        self.attempt = self.tickets.attempt
+        self.leave = self.tickets.leave
         self.release = decisions.release
         self.extend = decisions.extend
         self._events: dict[str, threading.Event] = {}
@@ -159,25 +204,27 @@ class _MemoryLockStore:
     def open_ticket(self, ticket: str) -> None:
         # One reusable event per thread: creating an Event per acquire costs more than the
         # decision itself. A late wake-up meant for an earlier ticket of this thread only
-        # causes one extra attempt.
+        # causes one extra attempt (hand-off tokens are kept per ticket, never mixed up).
         event = getattr(_THREAD_EVENT, "event", None)
         if event is None:
             event = _THREAD_EVENT.event = threading.Event()
         event.clear()
         self._events[ticket] = event
-        self.decisions.wakers[ticket] = event.set
+        self.tickets.open(ticket, event.set)
 
     def close_ticket(self, ticket: str) -> None:
-        self.decisions.wakers.pop(ticket, None)
+        self.tickets.close(ticket)
         self._events.pop(ticket, None)
 
-    def wait(self, ticket: str, seconds: float) -> None:
+    def wait(self, ticket: str, seconds: float) -> Handoff | None:
         event = self._events[ticket]
-        if self.decisions.blocking:
-            event.wait(seconds)
-        elif not event.is_set():
-            self.decisions.clock.sleep(seconds)
+        if not self.tickets.boxes.get(ticket):
+            if self.decisions.blocking:
+                event.wait(seconds)
+            elif not event.is_set():
+                self.decisions.clock.sleep(seconds)
         event.clear()
+        return self.tickets.take(ticket)
 
 
 class _AsyncMemoryLockStore:
@@ -186,39 +233,42 @@ class _AsyncMemoryLockStore:
     def __init__(self, decisions: _MemoryDecisions) -> None:
         self.decisions = decisions
         self.wait_slice = decisions.wait_slice
+        self.tickets = _Tickets(decisions)
         self._events: dict[str, asyncio.Event] = {}
 
     def open_ticket(self, ticket: str) -> None:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
 
-        def wake() -> None:
+        def notify() -> None:
             # A closed loop means the waiter is gone: nobody to wake.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
 
         self._events[ticket] = event
-        self.decisions.wakers[ticket] = wake
+        self.tickets.open(ticket, notify)
 
     def close_ticket(self, ticket: str) -> None:
-        self.decisions.wakers.pop(ticket, None)
+        self.tickets.close(ticket)
         self._events.pop(ticket, None)
 
     async def attempt(self, owner: str, ticket: str) -> AcquireDecision:
-        return self.decisions.attempt(owner, ticket)
+        return self.tickets.attempt(owner, ticket)
 
-    async def wait(self, ticket: str, seconds: float) -> None:
+    async def wait(self, ticket: str, seconds: float) -> Handoff | None:
         event = self._events[ticket]
-        if self.decisions.blocking:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
-                    await event.wait()
-        elif not event.is_set():
-            await self.decisions.clock.asleep(seconds)
+        if not self.tickets.boxes.get(ticket):
+            if self.decisions.blocking:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(seconds):
+                        await event.wait()
+            elif not event.is_set():
+                await self.decisions.clock.asleep(seconds)
         event.clear()
+        return self.tickets.take(ticket)
 
     async def leave(self, owner: str, ticket: str) -> None:
-        self.decisions.leave(owner, ticket)
+        self.tickets.leave(owner, ticket)
 
     async def release(self, owner: str) -> bool:
         return self.decisions.release(owner)

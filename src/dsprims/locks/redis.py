@@ -6,28 +6,34 @@ round trip and atomic on the server:
 * ``lock_acquire.lua`` grants the lock *and* issues the fencing token in the same script, or
   queues the caller's ticket (a sorted set ordered by arrival, with a second sorted set of
   expiries so that a crashed waiter drops out by itself);
-* ``lock_release.lua`` ends the lease if the caller's 128-bit owner secret holds it and wakes
-  the head of the queue by pushing onto that waiter's own list;
+* ``lock_release.lua`` ends the lease if the caller's 128-bit owner secret holds it. In fair
+  mode (the default) it then *hands the lock over*: it grants it to the head of the queue
+  itself (the head's owner secret, lease length and token mode were stored when it queued, in
+  the same hash slot), with the next fencing token, and pushes ``g<token>`` onto that waiter's
+  own list; the waiter's ``BLPOP`` returns holding the lock. With ``fair=False`` (and in
+  Redlock) it only wakes the head, which then asks again;
 * waiters block in ``BLPOP`` on their own list (no polling, no herd: a release wakes exactly
   one waiter); the block is capped below the client's socket timeout (redis-py fails a
   blocking read that outlasts it) and by the holder's remaining lease, so a crashed holder is
   noticed right after its lease ends;
 * ``lock_extend.lua`` extends only if the owner secret still holds the lock, so a renewal can
   never re-create an expired lock; ``lock_leave.lua`` takes back a queue entry (and a grant
-  that raced with a timeout or cancellation).
+  or hand-off that raced with a timeout or cancellation, passing the lock on).
 
-An uncontended acquire + release is two round trips; a contended acquisition is three
-(queue, wake-up, grant).
+An uncontended acquire + release is two round trips; a contended acquisition is two in fair
+mode (queue, then the ``BLPOP`` that returns the handed-over token: release to new holder is
+two message hops) and three with ``fair=False`` (queue, wake-up, grant).
 
 Keys (one hash slot per lock name): ``<prefix>:{<name>}:lock`` (a hash with the holder, its
 token and deadline, the fencing counter ``f``, a lower bound ``x`` of the key's own expiry and,
 while anyone may be queued, a mark ``w``; it stays at least a day after the last grant so the
-counter survives idle periods), ``…:q`` and ``…:qx`` (the waiter queue and its expiries, gone
-when nobody waits) and ``…:wake:<ticket>`` (short-lived wake-up lists). The mark and the stamp
-keep the uncontended cycle to three server calls per script: without ``w`` the queue is known
-empty and is not read; with ``x`` far enough ahead a grant skips the ``PEXPIRE``. The commands
-of that cycle are pre-packed and sent on a ready pooled connection (``dsprims.locks._direct``),
-bypassing redis-py's per-command overhead where that is equivalent.
+counter survives idle periods), ``…:q``, ``…:qx`` and ``…:qo`` (the waiter queue, its expiries
+and the fair waiters' hand-off settings, gone when nobody waits) and ``…:wake:<ticket>``
+(short-lived wake-up lists). The mark and the stamp keep the uncontended cycle to three server
+calls per script: without ``w`` the queue is known empty and is not read; with ``x`` far enough
+ahead a grant skips the ``PEXPIRE``. The commands of that cycle are pre-packed and sent on a
+ready pooled connection (``dsprims.locks._direct``), bypassing redis-py's per-command overhead
+where that is equivalent.
 
 Fencing tokens are ``max(counter + 1, server time in µs)`` by default (``fencing="clock"``):
 strictly increasing per lock name, and still increasing after a restart of a Redis that keeps
@@ -69,6 +75,7 @@ from dsprims.locks.core import (
     FENCE_TTL,
     AcquireDecision,
     FencingMode,
+    Handoff,
     LockParams,
     check_ttl,
     waiter_ttl_us,
@@ -202,7 +209,10 @@ class _Scripts:
         )
         #: The keys lock_acquire.lua and lock_release.lua declare (they derive the others).
         self.lock_keys = self.keys[:1]
-        self._packed_b, self._slack_b = self._packed.encode(), self.slack.encode()
+        # Releases (and give-ups) hand the lock to a fair head: never in Redlock (not fair).
+        self.handoff = "1" if params.fair else "0"
+        self._release_packed = f"{self.slack} {self.handoff}"
+        self._packed_b, self._release_b = self._packed.encode(), self._release_packed.encode()
 
     def now(self) -> str:
         return "" if self.clock is None else str(self.clock.time_ns() // 1000)
@@ -219,7 +229,7 @@ class _Scripts:
 
     def release_tail(self) -> str | bytes:
         """The last release argument, pre-encoded when it is constant."""
-        return self._slack_b if self.clock is None else self._with_now(self.slack)
+        return self._release_b if self.clock is None else self._with_now(self._release_packed)
 
     @staticmethod
     def acquire_result(reply: Any) -> AcquireDecision:
@@ -243,13 +253,25 @@ class _Scripts:
         return decision, int(acked) < self.wait_replicas
 
     def release_args(self, owner: str) -> list[str]:
-        return [owner, self._with_now(self.slack)]
+        return [owner, self._with_now(self._release_packed)]
 
     def extend_args(self, owner: str, ttl: float) -> list[str]:
         return [owner, str(max(1, round(ttl * 1e6))), self.now(), self.slack]
 
     def leave_args(self, owner: str, ticket: str, unblock: bool) -> list[str]:
-        return [ticket, owner, self.now(), self.slack, "1" if unblock else "0"]
+        return [ticket, owner, self.now(), self.slack, "1" if unblock else "0", self.handoff]
+
+    @staticmethod
+    def handed(value: Any) -> Handoff | None:
+        """The grant of a hand-off popped from a wake-up list (``g<token> <lease µs>``), or
+        ``None`` for a plain wake-up (or nothing)."""
+        if value is None:
+            return None
+        text = _text(value)
+        if text[:1] != "g":
+            return None
+        token, lease = text[1:].split(" ")
+        return Handoff(int(token), int(lease))
 
     def blpop_timeout(self, seconds: float) -> str:
         # BLPOP 0 would block forever; Redis >= 6 takes decimal seconds.
@@ -314,12 +336,16 @@ class _RedisLockStore:
             raise _not_replicated(s)
         return decision
 
-    def wait(self, ticket: str, seconds: float) -> None:
-        key = self.scripts.wake_prefix + ticket
-        if self.scripts.clock is None:
-            self.backend.call(self._execute, "BLPOP", key, self.scripts.blpop_timeout(seconds))
-        elif self.backend.call(self._execute, "LPOP", key) is None:
-            self.scripts.clock.sleep(seconds)
+    def wait(self, ticket: str, seconds: float) -> Handoff | None:
+        s = self.scripts
+        key = s.wake_prefix + ticket
+        if s.clock is None:
+            reply = self.backend.call(self._execute, "BLPOP", key, s.blpop_timeout(seconds))
+            return None if reply is None else s.handed(reply[1])
+        popped = self.backend.call(self._execute, "LPOP", key)
+        if popped is None:
+            s.clock.sleep(seconds)
+        return s.handed(popped)
 
     def leave(self, owner: str, ticket: str) -> None:
         s = self.scripts
@@ -422,14 +448,18 @@ class _AsyncRedisLockStore:
             raise _not_replicated(s)
         return decision
 
-    async def wait(self, ticket: str, seconds: float) -> None:
-        key = self.scripts.wake_prefix + ticket
-        clock = self.scripts.clock
-        if clock is None:
-            timeout = self.scripts.blpop_timeout(seconds)
-            await self._shielded(ticket, self.backend.call(self._execute, "BLPOP", key, timeout))
-        elif await self.backend.call(self._execute, "LPOP", key) is None:
-            await clock.asleep(seconds)
+    async def wait(self, ticket: str, seconds: float) -> Handoff | None:
+        s = self.scripts
+        key = s.wake_prefix + ticket
+        if s.clock is None:
+            timeout = s.blpop_timeout(seconds)
+            call = self.backend.call(self._execute, "BLPOP", key, timeout)
+            reply = await self._shielded(ticket, call)
+            return None if reply is None else s.handed(reply[1])
+        popped = await self.backend.call(self._execute, "LPOP", key)
+        if popped is None:
+            await s.clock.asleep(seconds)
+        return s.handed(popped)
 
     async def leave(self, owner: str, ticket: str) -> None:
         s = self.scripts

@@ -14,7 +14,12 @@
 -- wake-up lists: one declared key is one argument less to encode on the hot path.
 --   "<prefix>:{<name>}:q": waiter queue (sorted set ticket -> arrival µs).
 --   "<prefix>:{<name>}:qx": waiter expiry (sorted set ticket -> expiry µs).
---   "<prefix>:{<name>}:wake:<ticket>": per-ticket wake-up lists.
+--   "<prefix>:{<name>}:qo": hand-off settings of the waiters that queued in fair mode (hash
+--          ticket -> "<lease µs> <clock|counter> <fence lifetime ms> <owner secret>"), read by
+--          a release that hands the lock directly to the head (see lock_common.lua).
+--   "<prefix>:{<name>}:wake:<ticket>": per-ticket wake-up lists: '1' (the lock is free, ask
+--          again), '0' (the waiter unblocks itself, see lock_leave.lua) or "g<token>" (the lock
+--          was handed to this waiter with that token).
 -- ARGV[1]: owner secret. ARGV[2]: ticket ('' = do not queue).
 -- ARGV[3]: "<lease µs> <fair 1|0> <waiter entry lifetime µs> <clock|counter> <slack ms>
 --          <fence lifetime ms>[ <now µs>]", where slack is added to every PEXPIRE (non-zero only
@@ -23,15 +28,17 @@
 --          "clock" floors tokens by now, and now (µs since the epoch) is given only by a caller
 --          that pins time (else the server's TIME is read).
 -- Returns the token (an integer) when granted, else {wait µs (-1: wait to be woken), woken
--- ticket or ''}: a bare integer is the cheapest reply to parse on the hot path.
+-- ticket or ''}: a bare integer is the cheapest reply to parse on the hot path. A fair caller
+-- with a ticket that is not granted leaves its grant settings in "...:qo" for a hand-off.
 -- Numbers stay below 2^53 (µs since the epoch), so Lua doubles hold them exactly; they are
 -- handed to redis.call as numbers, which Redis formats with 17 significant digits (exact for
 -- integers below 2^53; cheaper than string.format), never with tostring (14 digits).
 --#include lock_common
-local ttl, fair, wttl, mode, slack, fence_ms, now =
+local ttl_s, fair, wttl, mode, slack, fence_s, now =
   string.match(ARGV[3], '^(%d+) (%d) (%d+) (%a+) (%d+) (%d+) ?(%d*)$')
 now = script_now(now)
-ttl, wttl, slack = tonumber(ttl), tonumber(wttl), tonumber(slack)
+local ttl, fence_ms = tonumber(ttl_s), tonumber(fence_s)
+wttl, slack = tonumber(wttl), tonumber(slack)
 -- The derived key names are built only on the paths that touch the queue.
 local base, qkey, xkey
 
@@ -43,6 +50,10 @@ end
 local me, ticket = ARGV[1], ARGV[2]
 if owner == me then
   redis.call('HSET', KEYS[1], 'd', now + ttl)
+  if ticket ~= '' then
+    -- Asking again after a hand-off: its message in the wake-up list is moot.
+    redis.call('DEL', string.sub(KEYS[1], 1, -5) .. 'wake:' .. ticket)
+  end
   return tonumber(token)
 end
 
@@ -56,25 +67,13 @@ if marked then
 end
 
 if not owner and (fair ~= '1' or not head or head == ticket) then
-  local tok = tonumber(h[4] or '0') + 1
-  if mode == 'clock' and now > tok then
-    tok = now
-  end
-  local keep = math.max(tonumber(fence_ms), math.ceil(ttl / 1000)) + slack
-  if slack > 0 or tonumber(h[6] or '0') < now + keep * 1000 then
-    -- Re-arm for 1.5 times the needed lifetime, so the next grants skip this. Redis counts
-    -- the expiry from its own millisecond time snapshot, taken when the script started: the
-    -- stamp leaves a second for that (and for the truncation), so it never overstates.
-    local arm = keep + math.floor(keep / 2)
-    redis.call('HSET', KEYS[1], 'o', me, 't', tok, 'd', now + ttl, 'f', tok, 'x',
-      now + (arm - 1000) * 1000)
-    redis.call('PEXPIRE', KEYS[1], arm)
-  else
-    redis.call('HSET', KEYS[1], 'o', me, 't', tok, 'd', now + ttl, 'f', tok)
-  end
+  local tok = grant(KEYS[1], h[4], h[6], me, ttl, mode, fence_ms, slack, now)
   if head and ticket ~= '' then
     drop_ticket(base, qkey, xkey, ticket)
     head = redis.call('ZRANGE', qkey, 0, 0)[1]
+  elseif ticket ~= '' then
+    -- A hand-off message left from an earlier grant (see lock_common.lua) is moot now.
+    redis.call('DEL', string.sub(KEYS[1], 1, -5) .. 'wake:' .. ticket)
   end
   if marked and not head then
     redis.call('HDEL', KEYS[1], 'w')
@@ -98,6 +97,11 @@ if ticket ~= '' then
   local keep = math.ceil(wttl / 1000) + slack
   -- A hash without a fencing counter may have just been made by the HSET above.
   local keys = h[4] and {qkey, xkey} or {qkey, xkey, KEYS[1]}
+  if fair == '1' then
+    local okey = base .. 'qo'
+    redis.call('HSET', okey, ticket, ttl_s .. ' ' .. mode .. ' ' .. fence_s .. ' ' .. me)
+    keys[#keys + 1] = okey
+  end
   for _, k in ipairs(keys) do
     if redis.call('PTTL', k) < keep then
       redis.call('PEXPIRE', k, keep)
