@@ -176,12 +176,11 @@ class _Tickets:
         return box.pop() if box else None
 
     def attempt(self, owner: str, ticket: str) -> AcquireDecision:
-        decision = self.decisions.attempt(owner, ticket)
-        if ticket and decision.granted:
-            # Granted by asking: a hand-off message still in the box is moot (the Redis script
-            # deletes the wake-up list the same way).
+        if ticket:
+            # The attempt sees the current state: a hand-off still in the box is moot (found as
+            # its own grant, or gone). The Redis script empties the wake-up list the same way.
             self.take(ticket)
-        return decision
+        return self.decisions.attempt(owner, ticket)
 
     def leave(self, owner: str, ticket: str) -> None:
         self.decisions.leave(owner, ticket)

@@ -48,12 +48,14 @@ if owner and deadline <= now then
   owner = false
 end
 local me, ticket = ARGV[1], ARGV[2]
+if ticket ~= '' then
+  -- This attempt sees the current state: whatever its wake-up list holds (a wake-up, or a
+  -- hand-off it now finds as its own grant) is moot. The list then only ever holds what was
+  -- sent after the caller's latest attempt.
+  redis.call('DEL', string.sub(KEYS[1], 1, -5) .. 'wake:' .. ticket)
+end
 if owner == me then
   redis.call('HSET', KEYS[1], 'd', now + ttl)
-  if ticket ~= '' then
-    -- Asking again after a hand-off: its message in the wake-up list is moot.
-    redis.call('DEL', string.sub(KEYS[1], 1, -5) .. 'wake:' .. ticket)
-  end
   return tonumber(token)
 end
 
@@ -71,9 +73,6 @@ if not owner and (fair ~= '1' or not head or head == ticket) then
   if head and ticket ~= '' then
     drop_ticket(base, qkey, xkey, ticket)
     head = redis.call('ZRANGE', qkey, 0, 0)[1]
-  elseif ticket ~= '' then
-    -- A hand-off message left from an earlier grant (see lock_common.lua) is moot now.
-    redis.call('DEL', string.sub(KEYS[1], 1, -5) .. 'wake:' .. ticket)
   end
   if marked and not head then
     redis.call('HDEL', KEYS[1], 'w')
