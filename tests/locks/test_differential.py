@@ -2,7 +2,8 @@
 
 In fair mode releases and give-ups hand the lock to the head of the queue: the ``wait`` step
 compares what each store's wake-up channel delivers (the hand-off's token and lease, or
-nothing), and every later decision compares who holds the lock and until when.
+nothing) to a waiter that is waiting (queued and not granted since), as the acquire loop reads
+it, and every later decision compares who holds the lock and until when.
 """
 
 from __future__ import annotations
@@ -71,20 +72,27 @@ def test_redis_scripts_match_the_core(
         # A holder and two waiters, and one release (a hand-off in fair mode) to start with.
         start = [("queue", "a", 0), ("queue", "b", 1), ("queue", "c", 1), ("release", "a", 1)]
         ops = [*start, ("wait", "b", 0), *ops]
+    waiting = dict.fromkeys(owners, False)
     for op, who, advance_ms in ops:
         clock.advance(advance_ms / 1000)
         owner, ticket = owners[who], f"t-{who}"
         if op in ("try", "queue"):
             t = ticket if op == "queue" else ""
-            assert memory.attempt(owner, t) == redis.attempt(owner, t), (op, who)
+            decision = memory.attempt(owner, t)
+            assert decision == redis.attempt(owner, t), (op, who)
+            waiting[who] = bool(t) and not decision.granted
         elif op == "release":
             assert memory.release(owner) == redis.release(owner)
         elif op == "extend":
             assert memory.extend(owner, 2.5) == redis.extend(owner, 2.5)
         elif op == "wait":
-            # What the wake-up channel holds: a hand-off (token, lease) or nothing.
-            assert memory.wait(ticket, 0.0) == redis.wait(ticket, 0.0), who
+            if waiting[who]:
+                # What the wake-up channel holds: a hand-off (token, lease) or nothing.
+                handed = memory.wait(ticket, 0.0)
+                assert handed == redis.wait(ticket, 0.0), who
+                waiting[who] = handed is None
         else:
+            waiting[who] = False
             o = owner if op == "leave_owner" else ""
             memory.leave(o, ticket)
             redis.leave(o, ticket)

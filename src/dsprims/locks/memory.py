@@ -178,7 +178,8 @@ class _Tickets:
     def attempt(self, owner: str, ticket: str) -> AcquireDecision:
         if ticket:
             # The attempt sees the current state: a hand-off still in the box is moot (found as
-            # its own grant, or gone). The Redis script empties the wake-up list the same way.
+            # its own grant, or gone). The Redis script empties the wake-up list the same way
+            # when it queues the caller or finds it holding the lock.
             self.take(ticket)
         return self.decisions.attempt(owner, ticket)
 

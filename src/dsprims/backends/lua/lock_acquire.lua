@@ -48,14 +48,12 @@ if owner and deadline <= now then
   owner = false
 end
 local me, ticket = ARGV[1], ARGV[2]
-if ticket ~= '' then
-  -- This attempt sees the current state: whatever its wake-up list holds (a wake-up, or a
-  -- hand-off it now finds as its own grant) is moot. The list then only ever holds what was
-  -- sent after the caller's latest attempt.
-  redis.call('DEL', string.sub(KEYS[1], 1, -5) .. 'wake:' .. ticket)
-end
 if owner == me then
   redis.call('HSET', KEYS[1], 'd', now + ttl)
+  if ticket ~= '' then
+    -- Asking again after a hand-off (its wake-up came late): the message is moot.
+    redis.call('DEL', string.sub(KEYS[1], 1, -5) .. 'wake:' .. ticket)
+  end
   return tonumber(token)
 end
 
@@ -85,6 +83,9 @@ if not base then
   qkey, xkey = base .. 'q', base .. 'qx'
 end
 if ticket ~= '' then
+  -- This attempt saw the current state: what its wake-up list held (a wake-up, or a hand-off
+  -- that is gone again) is moot; it blocks only for what is sent from now on.
+  redis.call('DEL', base .. 'wake:' .. ticket)
   if not marked then
     -- Mark before queueing (see the invariant above); the hash may have to be created.
     redis.call('HSET', KEYS[1], 'w', '1')

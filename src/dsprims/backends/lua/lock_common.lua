@@ -72,8 +72,7 @@ local function wake_head(base, xkey, head, now, slack)
   redis.call('PEXPIRE', key, math.max(1, math.ceil((e - now) / 1000)) + slack)
 end
 
--- The lock (hash `key`, fields f and x read as `fence` and `stamp`) is free and `head` is the
--- live head of the queue. When `handoff` is '1' and the head queued in fair mode (its grant
+-- The lock (hash `key`) is free and `head` is the live head of the queue. When `handoff` is '1' and the head queued in fair mode (its grant
 -- settings "<lease µs> <clock|counter> <fence lifetime ms> <owner secret>" are in the
 -- "...:qo" hash), grant the lock to it directly: drop its ticket, and push
 -- "g<token> <lease µs>" as the only entry of its wake-up list, so its BLPOP returns holding
@@ -81,7 +80,7 @@ end
 -- (so a waiter that died in the queue holds the lock no longer than its entry would have
 -- blocked the queue). Otherwise wake it. Port of dsprims.locks.core._free.
 -- Returns the token handed over, or 0 for a wake-up.
-local function free_for_head(key, base, qkey, xkey, head, fence, stamp, now, slack, handoff)
+local function free_for_head(key, base, qkey, xkey, head, now, slack, handoff)
   local info = handoff == '1' and redis.call('HGET', base .. 'qo', head)
   if not info then
     wake_head(base, xkey, head, now, slack)
@@ -91,7 +90,8 @@ local function free_for_head(key, base, qkey, xkey, head, fence, stamp, now, sla
   -- The head is live (live_head dropped expired entries), so its entry expires after now.
   local e = tonumber(redis.call('ZSCORE', xkey, head))
   local lease = math.min(tonumber(ttl), e - now)
-  local tok = grant(key, fence, stamp, owner, lease, mode, tonumber(fence_ms), slack, now)
+  local fx = redis.call('HMGET', key, 'f', 'x')
+  local tok = grant(key, fx[1], fx[2], owner, lease, mode, tonumber(fence_ms), slack, now)
   drop_ticket(base, qkey, xkey, head)
   local list = base .. 'wake:' .. head
   redis.call('LPUSH', list, string.format('g%d %d', tok, lease))

@@ -27,7 +27,7 @@ if ticket ~= '' then
     redis.call('DEL', base .. 'wake:' .. ticket)
   end
 end
-local h = redis.call('HMGET', KEYS[1], 'o', 'd', 'f', 'x')
+local h = redis.call('HMGET', KEYS[1], 'o', 'd')
 local owner = h[1]
 if owner and tonumber(h[2]) <= now then
   owner = false
@@ -45,5 +45,5 @@ if not head then
   redis.call('HDEL', KEYS[1], 'w')
   return ''
 end
-free_for_head(KEYS[1], base, KEYS[2], KEYS[3], head, h[3], h[4], now, slack, ARGV[6])
+free_for_head(KEYS[1], base, KEYS[2], KEYS[3], head, now, slack, ARGV[6])
 return head

@@ -10,7 +10,7 @@
 --#include lock_common
 local slack, handoff, now = string.match(ARGV[2], '^(%d+) (%d) ?(%d*)$')
 now = script_now(now)
-local h = redis.call('HMGET', KEYS[1], 'o', 'd', 'w', 'f', 'x')
+local h = redis.call('HMGET', KEYS[1], 'o', 'd', 'w')
 if not h[1] or h[1] ~= ARGV[1] or tonumber(h[2]) <= now then
   return 0
 end
@@ -29,5 +29,5 @@ if not head then
   return 1
 end
 redis.call('HDEL', KEYS[1], 'o', 't', 'd')
-free_for_head(KEYS[1], base, qkey, xkey, head, h[4], h[5], now, tonumber(slack), handoff)
+free_for_head(KEYS[1], base, qkey, xkey, head, now, tonumber(slack), handoff)
 return 1
