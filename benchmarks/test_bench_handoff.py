@@ -3,8 +3,10 @@
 One waiter thread blocks in ``acquire`` while the main thread holds the lock; the main thread
 notes the time and releases; the waiter notes the time it got the lock. Each row stores its
 samples in ``extra_info["samples_ms"]`` for the report's distribution plot, and its median
-handoff becomes the row's time. dsprims wakes the next waiter by notification; redis-py's
-``Lock`` polls (``sleep=0.1`` by default); python-redis-lock wakes by BLPOP.
+handoff becomes the row's time. dsprims (fair mode) hands the lock over: the release script
+grants it to the waiter and its BLPOP returns the token (two message hops); redis-py's ``Lock``
+polls (``sleep=0.1`` by default); python-redis-lock wakes the waiter by BLPOP, which then
+asks again.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def test_handoff_ours(redis_server: Any, benchmark: Any, mark: Any) -> None:
 
     samples = _measure(make, 200)
     backend.close()
-    _record(benchmark, mark, "dsprims RedisLock (FIFO, notified)", "ours", samples)
+    _record(benchmark, mark, "dsprims RedisLock (FIFO, handed over)", "ours", samples)
 
 
 def test_handoff_redis_py(redis_server: Any, benchmark: Any, mark: Any) -> None:

@@ -241,13 +241,15 @@ class _Common:
             delay = 0.0 if action == "renew" else value
         return delay
 
-    def _handed(self, start: float, handoff: Handoff) -> float | None:
-        """The lease (seconds) of a grant handed over on a wake-up, counted from ``start``, or
-        ``None`` when it must be extended before it is returned."""
+    def _handed(self, start: float, handoff: Handoff) -> tuple[float, float, bool]:
+        """A grant handed over on a wake-up after the attempt sent at ``start``: its lease
+        start and length, and whether it must first be extended (then to ``ttl`` from now)."""
         lease = handoff.lease_us / 1e6
         renewing = self._watchdog and self.params.auto_renew
         now = self.clock.monotonic()
-        return None if refresh_after_handoff(start, now, lease, self.params, renewing) else lease
+        if refresh_after_handoff(start, now, lease, self.params, renewing):
+            return now, self.params.ttl, True
+        return start, lease, False
 
     def _retry_delay(self, lease: LeaseBase) -> float:
         remaining = lease.remaining or 0.0
@@ -312,14 +314,10 @@ class LockBase(_Common):
                     return None
                 handoff = store.wait(ticket, wait)
                 if handoff is not None:
-                    # Handed over after the attempt sent at ``start``: held from then on.
-                    decision = AcquireDecision(True, handoff.token)
-                    handed = self._handed(start, handoff)
-                    if handed is not None:
-                        lease = handed
-                        break
-                    start, lease = clock.monotonic(), self.params.ttl
-                    if store.extend(owner, lease):
+                    # Handed over after the attempt sent at ``start``: held since then.
+                    start, lease, refresh = self._handed(start, handoff)
+                    if not refresh or store.extend(owner, lease):
+                        decision = AcquireDecision(True, handoff.token)
                         break
                 # A plain wake-up, or a hand-off that is already gone: ask (again).
                 start, lease = clock.monotonic(), self.params.ttl
@@ -478,13 +476,9 @@ class AsyncLockBase(_Common):
                     return None
                 handoff = await store.wait(ticket, wait)
                 if handoff is not None:  # see LockBase._acquire
-                    decision = AcquireDecision(True, handoff.token)
-                    handed = self._handed(start, handoff)
-                    if handed is not None:
-                        lease = handed
-                        break
-                    start, lease = clock.monotonic(), self.params.ttl
-                    if await store.extend(owner, lease):
+                    start, lease, refresh = self._handed(start, handoff)
+                    if not refresh or await store.extend(owner, lease):
+                        decision = AcquireDecision(True, handoff.token)
                         break
                 start, lease = clock.monotonic(), self.params.ttl
                 decision = await store.attempt(owner, ticket)

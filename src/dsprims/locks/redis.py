@@ -165,13 +165,17 @@ def _command_prefix(backend: Any, script: LuaScript, keys: list[str]) -> tuple[A
     return (b"EVALSHA", script.sha.encode(), str(len(keys)).encode(), *map(encode, keys))
 
 
-def _packed_heads(backend: Any, scripts: _Scripts) -> tuple[bytes, bytes]:
-    """The RESP heads of the acquire (3 arguments) and release (2) commands of one lock."""
+def _packed_heads(backend: Any, scripts: _Scripts) -> dict[str, bytes]:
+    """The RESP heads of the acquire (3 arguments), release (2) and extend (4) commands of one
+    lock, by script name (the extend of a hand-off that must be refreshed at once is on the
+    contended path too)."""
     if backend.is_cluster:
-        return b"", b""
+        return {}
     encode = backend.client.get_encoder().encode
     keys = [encode(k) for k in scripts.lock_keys]
-    return pack_head(_ACQUIRE.sha, keys, 3), pack_head(_RELEASE.sha, keys, 2)
+    return {
+        s.name: pack_head(s.sha, keys, n) for s, n in ((_ACQUIRE, 3), (_RELEASE, 2), (_EXTEND, 4))
+    }
 
 
 def _text(raw: object) -> str:
@@ -288,7 +292,8 @@ class _RedisLockStore:
         self._execute = backend.client.execute_command
         self._acquire_cmd = _command_prefix(backend, _ACQUIRE, scripts.lock_keys)
         self._release_cmd = _command_prefix(backend, _RELEASE, scripts.lock_keys)
-        self._acquire_head, self._release_head = _packed_heads(backend, scripts)
+        self._heads = _packed_heads(backend, scripts)
+        self._extend_cmd = _command_prefix(backend, _EXTEND, scripts.lock_keys)
         self._direct = direct(backend)
         self._noscript, self._errors = _driver_errors()
 
@@ -297,7 +302,7 @@ class _RedisLockStore:
         # equivalent, sent pre-packed on a ready connection; see _direct). Same errors.
         try:
             if self._direct is not None:
-                head = self._acquire_head if script is _ACQUIRE else self._release_head
+                head = self._heads[script.name]
                 return self._direct.call(head + pack_tail(args))
             return self._execute(*command, *args)
         except self._noscript:
@@ -356,8 +361,8 @@ class _RedisLockStore:
         return int(reply) == 1
 
     def extend(self, owner: str, ttl: float) -> bool:
-        s = self.scripts
-        return int(self.backend.evalsha(_EXTEND, s.keys[:1], s.extend_args(owner, ttl))) == 1
+        args = tuple(self.scripts.extend_args(owner, ttl))
+        return int(self._run(self._extend_cmd, _EXTEND, args)) == 1
 
 
 class _AsyncRedisLockStore:
@@ -379,7 +384,8 @@ class _AsyncRedisLockStore:
         self._execute = backend.client.execute_command
         self._acquire_cmd = _command_prefix(backend, _ACQUIRE, scripts.lock_keys)
         self._release_cmd = _command_prefix(backend, _RELEASE, scripts.lock_keys)
-        self._acquire_head, self._release_head = _packed_heads(backend, scripts)
+        self._heads = _packed_heads(backend, scripts)
+        self._extend_cmd = _command_prefix(backend, _EXTEND, scripts.lock_keys)
         self._direct = async_direct(backend)
         self._noscript, self._errors = _driver_errors()
         # owner -> in-flight acquire script; ticket -> in-flight BLPOP.
@@ -403,7 +409,7 @@ class _AsyncRedisLockStore:
         # that by itself (no task per call); the others run the command as a task.
         try:
             if self._direct is not None:
-                head = self._acquire_head if script is _ACQUIRE else self._release_head
+                head = self._heads[script.name]
                 packed = head + pack_tail(args)
                 if handle is None:
                     return await self._direct.call(packed)
@@ -481,9 +487,8 @@ class _AsyncRedisLockStore:
         return int(reply) == 1
 
     async def extend(self, owner: str, ttl: float) -> bool:
-        s = self.scripts
-        reply = await self.backend.evalsha(_EXTEND, s.keys[:1], s.extend_args(owner, ttl))
-        return int(reply) == 1
+        args = tuple(self.scripts.extend_args(owner, ttl))
+        return int(await self._run(self._extend_cmd, _EXTEND, args)) == 1
 
 
 def _replication(backend: Any, wait_replicas: object, wait_timeout: object) -> tuple[int, float]:
