@@ -263,7 +263,11 @@ class _Scripts:
         return [owner, str(max(1, round(ttl * 1e6))), self.now(), self.slack]
 
     def leave_args(self, owner: str, ticket: str, unblock: bool) -> list[str]:
-        return [ticket, owner, self.now(), self.slack, "1" if unblock else "0", self.handoff]
+        args = [ticket, owner, self.now(), self.slack, "1" if unblock else "0"]
+        if self.handoff == "1":
+            # Only fair locks pass the hand-off flag: Redlock's leave keeps its five arguments.
+            args.append("1")
+        return args
 
     @staticmethod
     def handed(value: Any) -> Handoff | None:

@@ -8,8 +8,8 @@
 -- ('' = server TIME). ARGV[4]: extra key lifetime in ms.
 -- ARGV[5]: '1' to push a token onto the caller's own wake list (so that a BLPOP of that list
 -- still in flight returns at once), '0' to delete the list.
--- ARGV[6]: '1' to hand a free lock to a head that queued in fair mode (see lock_release.lua),
--- '0' (Redlock, fair=False) only to wake it.
+-- ARGV[6] (optional): '1' to hand a free lock to a head that queued in fair mode (see
+-- lock_release.lua); absent (Redlock, fair=False) only to wake it.
 -- Returns the woken ticket or ''.
 --#include lock_common
 local now = script_now(ARGV[3])
