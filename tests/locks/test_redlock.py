@@ -488,3 +488,37 @@ def test_a_forked_child_never_uses_the_parents_connections(
     lock.acquire(timeout=2).release()  # the parent's connections still work
     assert [c for kept in idle for c in kept] == parent_conns
     lock.close()
+
+
+def test_connections_the_servers_closed_while_idle_are_replaced(
+    backends: list[Any], key_prefix: str
+) -> None:
+    # Servers with an idle `timeout` close the lock's connections between uses; the next
+    # round must not lose their votes (try_acquire would return None with no retries).
+    lock = Redlock("idle", backends=backends, prefix=key_prefix, auto_renew=False)
+    lock.acquire().release()
+    # The lock's connections (the last command they ran was the release script).
+    ours = [
+        {c["id"] for c in b.client.client_list() if c["cmd"] in ("eval", "evalsha")}
+        for b in backends
+    ]
+    assert all(ours)
+    try:
+        for b in backends:
+            b.client.config_set("timeout", 1)
+        deadline = time.monotonic() + 15
+        # Until every server closed the connections it had (ours among them).
+        while any(
+            ids & {c["id"] for c in b.client.client_list()}
+            for ids, b in zip(ours, backends, strict=True)
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        for b in backends:
+            b.client.config_set("timeout", 0)
+    lease = lock.try_acquire()
+    assert lease is not None
+    assert _held_on(backends, key_prefix, "idle") == [True, True, True]
+    lease.release()
+    lock.close()

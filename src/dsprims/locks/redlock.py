@@ -220,6 +220,19 @@ def _connect(conn: Any) -> Any:
     return sock
 
 
+#: Seconds a sync connection may sit idle before its next use first checks (one ``poll``)
+#: that the server did not close it meanwhile (Redis' smallest idle ``timeout`` is 1 s).
+STALE_AFTER = 1.0
+# The attribute on a connection that says when a sync round last used it.
+_USED = "_dsprims_redlock_used"
+
+
+def _readable(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def _send_all(sock: socket.socket, data: bytes, timeout: float) -> None:
     """Write ``data`` (e.g. a whole script) on a non-blocking socket within ``timeout``."""
     sock.settimeout(timeout)
@@ -251,6 +264,7 @@ def _sync_fanout(servers: _Servers, kind: int, bodies: Sequence[bytes]) -> list[
     replies: list[Any] = [_SKIPPED] * len(bodies)
     waiting: dict[int, _Exchange] = {}
     blocking: list[_Exchange] = []
+    now = time.monotonic()
     for i, body in enumerate(bodies):
         if skip[i]:
             continue
@@ -259,7 +273,16 @@ def _sync_fanout(servers: _Servers, kind: int, bodies: Sequence[bytes]) -> list[
         except IndexError:
             conn = servers.make(i)
         try:
-            sock = conn._sock or _connect(conn)
+            sock = conn._sock
+            if sock is None:
+                sock = _connect(conn)
+            elif now - getattr(conn, _USED, now) > STALE_AFTER and _readable(sock):
+                # Idle for a while, and readable with no command in flight: the server (its
+                # `timeout` setting, a restart) or a middlebox closed it. Without retries, it
+                # would cost this round a vote; a fresh connection is as good as unused.
+                conn.disconnect()
+                sock = _connect(conn)
+            setattr(conn, _USED, now)
             command = heads[i][kind][0] + body
             if type(sock) is socket.socket:
                 if sock.send(command) != len(command):
