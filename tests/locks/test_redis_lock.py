@@ -282,7 +282,14 @@ def test_wait_replicas(redis_server: Any, key_prefix: str, tmp_path: Any) -> Non
         first.release()
         second = durable.acquire(timeout=5)
         assert second.token > first.token
+        # No hand-off with wait_replicas: a release wakes the next waiter, whose own grant is
+        # pipelined with WAIT.
+        store = durable._store
+        assert not store.attempt("waiter", "ticket").granted
         second.release()
+        assert store.wait("ticket", 1.0) is None
+        assert store.attempt("waiter", "ticket").granted
+        assert store.release("waiter")
     finally:
         replica.stop()
         backend.close()

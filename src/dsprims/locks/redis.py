@@ -213,8 +213,10 @@ class _Scripts:
         )
         #: The keys lock_acquire.lua and lock_release.lua declare (they derive the others).
         self.lock_keys = self.keys[:1]
-        # Releases (and give-ups) hand the lock to a fair head: never in Redlock (not fair).
-        self.handoff = "1" if params.fair else "0"
+        # Releases (and give-ups) hand the lock to a fair head: never in Redlock (not fair), and
+        # not with wait_replicas, whose grants count only once WAIT acknowledged them (the
+        # waiter's own pipelined grant + WAIT does that; a hand-off would skip it).
+        self.handoff = "1" if params.fair and not wait_replicas else "0"
         self._release_packed = f"{self.slack} {self.handoff}"
         self._packed_b, self._release_b = self._packed.encode(), self._release_packed.encode()
 
@@ -558,7 +560,9 @@ class RedisLock(LockBase):
             within ``wait_timeout`` seconds is taken back and ``acquire`` raises
             :class:`~dsprims.BackendUnavailable`. Use with ``fencing="counter"`` so that a
             failover to an acknowledged replica keeps the counter.
-        wait_timeout: seconds ``WAIT`` may block (default 0.1).
+        wait_timeout: seconds ``WAIT`` may block (default 0.1). With ``wait_replicas`` a
+            release wakes the next waiter, which then takes its own grant with ``WAIT``,
+            instead of handing the lock over (3 round trips per contended acquisition).
     """
 
     def __init__(
