@@ -490,14 +490,9 @@ def test_a_forked_child_never_uses_the_parents_connections(
     lock.close()
 
 
-def test_connections_the_servers_closed_while_idle_are_replaced(
-    backends: list[Any], key_prefix: str
-) -> None:
-    # Servers with an idle `timeout` close the lock's connections between uses; the next
-    # round must not lose their votes (try_acquire would return None with no retries).
-    lock = Redlock("idle", backends=backends, prefix=key_prefix, auto_renew=False)
-    lock.acquire().release()
-    # The lock's connections (the last command they ran was the release script).
+def _until_servers_close_idle_connections(backends: list[Any]) -> None:
+    """Set the servers' idle ``timeout`` to 1 s until they closed the connections that last ran
+    a script (the lock's)."""
     ours = [
         {c["id"] for c in b.client.client_list() if c["cmd"] in ("eval", "evalsha")}
         for b in backends
@@ -517,8 +512,37 @@ def test_connections_the_servers_closed_while_idle_are_replaced(
     finally:
         for b in backends:
             b.client.config_set("timeout", 0)
+
+
+def test_connections_the_servers_closed_while_idle_are_replaced(
+    backends: list[Any], key_prefix: str
+) -> None:
+    # Servers with an idle `timeout` close the lock's connections between uses; the next
+    # round must not lose their votes (try_acquire would return None with no retries).
+    lock = Redlock("idle", backends=backends, prefix=key_prefix, auto_renew=False)
+    lock.acquire().release()
+    _until_servers_close_idle_connections(backends)
     lease = lock.try_acquire()
     assert lease is not None
     assert _held_on(backends, key_prefix, "idle") == [True, True, True]
     lease.release()
     lock.close()
+
+
+async def test_async_connections_the_servers_closed_while_idle_are_replaced(
+    servers: list[RedisServerProcess], backends: list[Any], key_prefix: str
+) -> None:
+    abackends = [async_backend_from_url(s.url) for s in servers]
+    lock = AsyncRedlock("aidle", backends=abackends, prefix=key_prefix, auto_renew=False)
+    try:
+        await (await lock.acquire()).release()
+        await asyncio.to_thread(_until_servers_close_idle_connections, backends)
+        await asyncio.sleep(0.05)  # lets the event loop read the end of each stream
+        lease = await lock.try_acquire()
+        assert lease is not None
+        assert _held_on(backends, key_prefix, "aidle") == [True, True, True]
+        await lease.release()
+    finally:
+        await lock.aclose()
+        for ab in abackends:
+            await ab.aclose()

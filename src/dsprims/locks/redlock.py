@@ -420,13 +420,30 @@ def _blocking_reply(servers: _Servers, kind: int, bodies: Sequence[bytes], ex: _
     return reply
 
 
+async def _async_stale(conn: Any) -> bool:
+    """Whether an idle asyncio connection has unread bytes or an end of stream (the server
+    closed it); the event loop has already seen them, so this costs no system call."""
+    try:
+        return bool(await conn.can_read())
+    except Exception:
+        return True
+
+
 async def _async_exchange(servers: _Servers, i: int, kind: int, body: bytes, limit: float) -> Any:
     """Script ``kind`` with ``body`` on a raw connection to server ``i`` (no client
     retries), bounded by ``limit`` seconds; EVAL when the server answers NOSCRIPT. Errors
     come back as values."""
     conn = servers.take(i)
+    now = time.monotonic()
     try:
         async with asyncio.timeout(limit):
+            if (
+                conn.is_connected
+                and now - getattr(conn, _USED, now) > STALE_AFTER
+                and await _async_stale(conn)
+            ):
+                await conn.disconnect()  # see _sync_fanout; the send below reconnects
+            setattr(conn, _USED, now)
             await conn.send_packed_command([servers.heads[i][kind][0] + body], check_health=False)
             try:
                 reply = await conn.read_response()
