@@ -112,7 +112,7 @@ def main() -> None:
             decisions = [scripts.acquire_result(_parse(s.recv(4096), 0)[0]) for s in mine]
             decision = quorum_outcome(decisions, time.monotonic() - start, ttl, drift)
             assert decision.granted
-            lease = lock._grant(me, decision.token, start)
+            lease = lock._grant(me, decision.token, start, ttl)
             command = head_r + who + tail_r
             for sock in mine:
                 sock.sendall(command)
