@@ -229,14 +229,16 @@ async def test_async_late_reply_is_never_read_by_the_next_call(
         await backend.aclose()
 
 
-def _connections(admin: Any) -> int:
-    return len(admin.client_list())
+def _connections(admin: Any, since: int = 0) -> int:
+    """Clients of ``admin``'s server whose connection id is at least ``since`` (pass the admin's
+    own id: connections of earlier tests, which the server may still be closing, do not count)."""
+    return sum(1 for client in admin.client_list() if int(client["id"]) >= since)
 
 
-def _wait_for_connections(admin: Any, expected: int) -> None:
+def _wait_for_connections(admin: Any, expected: int, since: int = 0) -> None:
     deadline = time.monotonic() + 5
-    while _connections(admin) != expected:
-        assert time.monotonic() < deadline, (_connections(admin), expected)
+    while _connections(admin, since) != expected:
+        assert time.monotonic() < deadline, (_connections(admin, since), expected)
         time.sleep(0.01)
 
 
@@ -247,13 +249,14 @@ def test_close_closes_only_clients_made_from_urls(
     from dsprims.testing.servers import RedisServerProcess
 
     admin = redis_server.client()
-    before = _connections(admin)
+    since = admin.client_id()
+    before = _connections(admin, since)
     lock = RedisLock("own", backend=redis_server.url, prefix=key_prefix)
     lock.acquire().release()
-    assert _connections(admin) > before
+    assert _connections(admin, since) > before
     lock.close()
     lock.close()  # idempotent
-    _wait_for_connections(admin, before)
+    _wait_for_connections(admin, before, since)
 
     passed = backend_from_url(redis_server.url)
     borrowed = RedisLock("own", backend=passed, prefix=key_prefix)
@@ -279,7 +282,7 @@ def test_close_closes_only_clients_made_from_urls(
         for server in others:
             server.stop()
     passed.close()
-    _wait_for_connections(admin, before)
+    _wait_for_connections(admin, before, since)
     admin.close()
 
 
@@ -289,13 +292,14 @@ async def test_aclose_closes_only_clients_made_from_urls(
     from dsprims import AsyncRedlock
 
     admin = redis_server.client()
-    before = _connections(admin)
+    since = admin.client_id()
+    before = _connections(admin, since)
     lock = AsyncRedisLock("aown", backend=redis_server.url, prefix=key_prefix)
     await (await lock.acquire()).release()
-    assert _connections(admin) > before
+    assert _connections(admin, since) > before
     await lock.aclose()
     await lock.aclose()
-    _wait_for_connections(admin, before)
+    _wait_for_connections(admin, before, since)
 
     passed = async_backend_from_url(redis_server.url)
     try:
@@ -309,7 +313,7 @@ async def test_aclose_closes_only_clients_made_from_urls(
         assert await passed.ping()
     finally:
         await passed.aclose()
-    _wait_for_connections(admin, before)
+    _wait_for_connections(admin, before, since)
     admin.close()
 
 

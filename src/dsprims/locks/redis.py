@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dsprims.backends._lua import LuaScript, lua_script
@@ -481,11 +482,37 @@ class _AsyncRedisLockStore:
             with contextlib.suppress(Exception):
                 await pending
         blocked = self._inflight.pop(ticket, None) if ticket else None
-        await self.backend.evalsha(_LEAVE, s.keys, s.leave_args(owner, ticket, bool(blocked)))
+        unblock = bool(blocked)
+        await self._spare(
+            lambda: self.backend.evalsha(_LEAVE, s.keys, s.leave_args(owner, ticket, unblock))
+        )
         if blocked is not None:
             with contextlib.suppress(Exception):
                 await blocked
-            await self.backend.call(self._execute, "DEL", s.wake_prefix + ticket)
+            await self._spare(
+                lambda: self.backend.call(self._execute, "DEL", s.wake_prefix + ticket)
+            )
+
+    async def _spare(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a clean-up command, waiting for a connection while the pool has none to spare.
+
+        Waiters that give up together each hold a connection (their blocked BLPOP) while their
+        clean-ups need one more; with the pool's limit reached, a clean-up tries again after a
+        short pause (others finish meanwhile), for at most a wait slice: by then its own BLPOP
+        has returned its connection. Any other failure is raised at once.
+        """
+        from redis.exceptions import MaxConnectionsError
+
+        pause, waited = 0.001, 0.0
+        while True:
+            try:
+                return await command()
+            except BackendUnavailable as exc:
+                if not isinstance(exc.__cause__, MaxConnectionsError) or waited > self.wait_slice:
+                    raise
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(2 * pause, 0.05)
 
     async def release(self, owner: str) -> bool:
         s = self.scripts
