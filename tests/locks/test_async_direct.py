@@ -458,3 +458,43 @@ async def test_replies_read_directly_or_by_redis_py_agree(
             await lock.settle()
         finally:
             await client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_give_up_waits_for_a_connection_when_the_pool_has_none_to_spare(
+    redis_server: Any, key_prefix: str
+) -> None:
+    # Two connections: the waiter's BLPOP holds one, another user of the client the other.
+    # The waiter's clean-up then finds the pool exhausted: it must wait, not leave its queue
+    # entry behind.
+    from redis.asyncio import Redis
+
+    from dsprims import AsyncRedisBackend
+
+    client = Redis(host="127.0.0.1", port=redis_server.port, max_connections=2)
+    sync = redis_server.client()
+    try:
+        lock = AsyncRedisLock("spare", backend=AsyncRedisBackend(client), prefix=key_prefix)
+        holder = await lock.acquire()
+        waiter = asyncio.ensure_future(lock.acquire())
+        other = asyncio.ensure_future(client.blpop([f"{key_prefix}:elsewhere"], timeout=1))
+        for _ in range(1000):  # until the waiter queued and both BLPOPs hold a connection
+            if (
+                sync.exists(f"{key_prefix}:{{spare}}:q")
+                and not client.connection_pool.can_get_connection()
+            ):
+                break
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        assert not client.connection_pool.can_get_connection()
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert await other is None
+        await lock.settle()
+        assert leftover_keys(sync, key_prefix) == [f"{key_prefix}:{{spare}}:lock".encode()]
+        await holder.release()
+        await _nothing_left(lock, sync, key_prefix)
+    finally:
+        sync.close()
+        await client.aclose()

@@ -384,7 +384,7 @@ class AsyncDirect:
             data = await reader.read(READ_SIZE)
         except asyncio.CancelledError:
             # The command is out and its reply on its way: read it in the background.
-            task = _background(self._rest(conn, packed, b"", deadlines))
+            task = _background(self._rest(conn, reader, packed, b"", deadlines))
             if inflight is not None:
                 inflight[handle] = task
             raise
@@ -399,12 +399,13 @@ class AsyncDirect:
         if data[:1] == b">":  # a RESP3 push message ahead of the reply
             if deadlines is not None:
                 deadlines.stop(reader)
-            await self._unread_push(conn, data)
+            await self._unread_push(conn, reader, data)
             return await self._guarded(self._exchange(conn, packed, _SENT), inflight, handle)
         try:
             reply, end = parse_reply(data, 0)
         except Incomplete:  # a reply in pieces (rare: it is a few dozen bytes), or none: closed
-            return await self._guarded(self._rest(conn, packed, data, deadlines), inflight, handle)
+            coro = self._rest(conn, reader, packed, data, deadlines)
+            return await self._guarded(coro, inflight, handle)
         except Exception:
             if deadlines is not None:
                 deadlines.stop(reader)
@@ -412,15 +413,21 @@ class AsyncDirect:
             raise
         if deadlines is not None:
             deadlines.stop(reader)
-        return await self._settle(conn, packed, reply, data, end, inflight, handle)
+        return await self._settle(conn, reader, packed, reply, data, end, inflight, handle)
 
     async def _rest(
-        self, conn: Any, packed: bytes, data: bytes, deadlines: _Deadlines | None
+        self,
+        conn: Any,
+        reader: asyncio.StreamReader,
+        packed: bytes,
+        data: bytes,
+        deadlines: _Deadlines | None,
     ) -> Any:
-        """Finish reading a reply begun in ``data`` (under the same deadline) and settle it."""
+        """Finish reading a reply begun in ``data`` from ``reader`` (the stream the command
+        went out with, even if ``conn`` was disconnected since) under the same deadline, and
+        settle it."""
         from redis.exceptions import ConnectionError as RedisConnectionError
 
-        reader = conn._reader
         push = False
         try:
             while True:
@@ -451,15 +458,15 @@ class AsyncDirect:
         if deadlines is not None:
             deadlines.stop(reader)
         if push:
-            await self._unread_push(conn, more)  # right after the read (see _unread)
+            await self._unread_push(conn, reader, more)  # right after the read (see _unread)
             return await self._exchange(conn, packed, _SENT)
-        return await self._settle(conn, packed, reply, data, end)
+        return await self._settle(conn, reader, packed, reply, data, end)
 
-    async def _unread_push(self, conn: Any, data: bytes) -> None:
+    async def _unread_push(self, conn: Any, reader: asyncio.StreamReader, data: bytes) -> None:
         """Hand a RESP3 push message (e.g. a maintenance notification) that came ahead of the
         reply, in ``data`` just read, back to the stream for redis-py's parser, which handles
         it and then reads the reply; call it before anything else is awaited."""
-        if not _unread(conn._reader, data):
+        if not _unread(reader, data):
             await self._drop(conn)
             from redis.exceptions import InvalidResponse
 
@@ -468,6 +475,7 @@ class AsyncDirect:
     async def _settle(
         self,
         conn: Any,
+        reader: asyncio.StreamReader,
         packed: bytes,
         reply: Any,
         data: bytes,
@@ -482,7 +490,7 @@ class AsyncDirect:
 
             if isinstance(reply, RedisConnectionError):  # e.g. LOADING: retried like redis-py
                 return await self._guarded(self._exchange(conn, packed, reply), inflight, handle)
-        if end != len(data) or conn._reader.exception() is not None:
+        if end != len(data) or reader.exception() is not None:
             # Never reuse a connection with bytes beyond the reply or a timeout that fired as
             # the reply came in. A push message after the reply is no error (its connection is
             # dropped all the same); anything else is.
