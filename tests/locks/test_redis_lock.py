@@ -170,6 +170,27 @@ def test_release_hands_the_lock_to_a_fair_head(redis_backend: Any, key_prefix: s
     assert sorted(redis_backend.client.hkeys(keys[0])) == IDLE_FIELDS
 
 
+def test_a_waiter_that_died_in_the_queue_holds_a_hand_off_only_as_long_as_its_entry(
+    redis_server: Any, key_prefix: str
+) -> None:
+    from dsprims import backend_from_url
+
+    backend = backend_from_url(redis_server.url, timeout=1.0)
+    # Queue entries live 2 x 0.2 + 1 = 1.4 s without a refresh; the lease would be 10 s.
+    lock = RedisLock("ghost", backend=backend, prefix=key_prefix, wait_slice=0.2)
+    holder = lock.acquire()
+    assert not lock._store.attempt("ghost-owner", "ghost-ticket").granted  # then it dies
+    released = time.monotonic()
+    holder.release()  # handed to the ghost
+    assert lock.try_acquire() is None
+    lease = lock.acquire(timeout=1.4 + 1.0)
+    # Generous correctness bound: the entry's 1.4 s (not the 10 s ttl) plus scheduling.
+    assert time.monotonic() - released < 1.4 + 1.0
+    assert lease.token > holder.token
+    lease.release()
+    backend.close()
+
+
 def test_pinned_clock_is_deterministic(redis_backend: Any, key_prefix: str) -> None:
     clock = ManualClock(start=5000.0)
     lock = RedisLock("pinned", backend=redis_backend, prefix=key_prefix, clock=clock, ttl=5)

@@ -22,7 +22,7 @@ round trip and atomic on the server:
 
 An uncontended acquire + release is two round trips; a contended acquisition is two in fair
 mode (queue, then the ``BLPOP`` that returns the handed-over token: release to new holder is
-two message hops) and three with ``fair=False`` (queue, wake-up, grant).
+two message hops) and three with ``fair=False`` or ``wait_replicas`` (queue, wake-up, grant).
 
 Keys (one hash slot per lock name): ``<prefix>:{<name>}:lock`` (a hash with the holder, its
 token and deadline, the fencing counter ``f``, a lower bound ``x`` of the key's own expiry and,
