@@ -369,3 +369,26 @@ async def test_async_lock_on_a_cluster(redis_cluster: Any, key_prefix: str) -> N
         await lease.release()
     finally:
         await backend.aclose()
+
+
+def test_a_stale_hand_off_is_never_taken_for_a_new_grant(backend: Any, key_prefix: str) -> None:
+    # W is handed the lock but misses the message; its grant ends; B takes the lock; W asks
+    # again and queues. The old message must not reach W's next wait: it would make W believe
+    # it holds the lock that B holds.
+    clock = ManualClock(start=2000.0)
+    lock = _lock(backend, "stale", key_prefix, clock=clock, ttl=1.0, auto_renew=False)
+    store: Any = lock._store
+    store.open_ticket("w-ticket")
+    holder = lock.acquire()
+    assert not store.attempt("w-owner", "w-ticket").granted
+    holder.release()  # handed to W, which does not read its wake-up channel
+    clock.advance(1.5)  # W's handed lease ends
+    other = lock.try_acquire()
+    assert other is not None
+    assert not store.attempt("w-owner", "w-ticket").granted  # queued again behind B
+    assert store.wait("w-ticket", 0.0) is None
+    other.release()
+    handed = store.wait("w-ticket", 0.0)  # the new hand-off, made after W's last attempt
+    assert handed is not None
+    assert handed.token > other.token
+    store.close_ticket("w-ticket")

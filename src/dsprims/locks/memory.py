@@ -179,7 +179,8 @@ class _Tickets:
         if ticket:
             # The attempt sees the current state: a hand-off still in the box is moot (found as
             # its own grant, or gone). The Redis script empties the wake-up list the same way
-            # when it queues the caller or finds it holding the lock.
+            # when it queues the caller or finds it holding the lock. A hand-off taken after
+            # this attempt was therefore made after it: the lease may count from before it.
             self.take(ticket)
         return self.decisions.attempt(owner, ticket)
 

@@ -84,7 +84,9 @@ if not base then
 end
 if ticket ~= '' then
   -- This attempt saw the current state: what its wake-up list held (a wake-up, or a hand-off
-  -- that is gone again) is moot; it blocks only for what is sent from now on.
+  -- that is gone again) is moot; it blocks only for what is sent from now on. This is also
+  -- what makes a hand-off the waiter pops safe to count from just before this attempt: it
+  -- was made after the attempt ran (an older one would be a grant already lost).
   redis.call('DEL', base .. 'wake:' .. ticket)
   if not marked then
     -- Mark before queueing (see the invariant above); the hash may have to be created.
