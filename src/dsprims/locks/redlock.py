@@ -220,10 +220,11 @@ def _connect(conn: Any) -> Any:
     return sock
 
 
-#: Seconds a sync connection may sit idle before its next use first checks (one ``poll``)
-#: that the server did not close it meanwhile (Redis' smallest idle ``timeout`` is 1 s).
+#: Seconds a connection may sit idle before its next use first checks that the server did not
+#: close it meanwhile (Redis' smallest idle ``timeout`` is 1 s): one ``poll`` in a sync round,
+#: the stream's state (no system call) in an asyncio one.
 STALE_AFTER = 1.0
-# The attribute on a connection that says when a sync round last used it.
+# The attribute on a connection that says when a round last used it (monotonic seconds).
 _USED = "_dsprims_redlock_used"
 
 
