@@ -445,7 +445,17 @@ async def _async_exchange(servers: _Servers, i: int, kind: int, body: bytes, lim
             ):
                 await conn.disconnect()  # see _sync_fanout; the send below reconnects
             setattr(conn, _USED, now)
-            await conn.send_packed_command([servers.heads[i][kind][0] + body], check_health=False)
+            command = servers.heads[i][kind][0] + body
+            writer = getattr(conn, "_writer", None)
+            if writer is not None and not (
+                writer.transport.is_closing() or writer.transport.get_write_buffer_size()
+            ):
+                # A small command on a connected, unbuffered transport goes out at once
+                # (send_packed_command wraps each write in asyncio.wait_for when the
+                # connection has a socket timeout, as these have: a task per command).
+                writer.write(command)
+            else:
+                await conn.send_packed_command([command], check_health=False)
             try:
                 reply = await conn.read_response()
             except Exception as exc:
