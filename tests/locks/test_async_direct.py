@@ -498,3 +498,16 @@ async def test_a_give_up_waits_for_a_connection_when_the_pool_has_none_to_spare(
     finally:
         sync.close()
         await client.aclose()
+
+
+def test_packed_commands_match_redis_py_packing() -> None:
+    import redis
+
+    from dsprims.locks._direct import pack_head, pack_tail
+
+    conn: Any = redis.Connection()  # type: ignore[no-untyped-call]  # only its packer is used
+    cases: list[list[str | bytes]] = [[], ["a" * 32], ["o" * 32, "", b"1 2 3"]]
+    cases.append([str(i) for i in range(12)])
+    for args in cases:
+        packed = pack_head("f" * 40, [b"k{x}"], len(args)) + pack_tail(args)
+        assert packed == b"".join(conn.pack_command("EVALSHA", "f" * 40, 1, "k{x}", *args))

@@ -98,9 +98,20 @@ def pack_head(sha: str, keys: Sequence[bytes], nargs: int) -> bytes:
     return b"".join(parts + [_bulk(k) for k in keys])
 
 
+#: ``$<len>\r\n<arg>\r\n`` for n arguments: one formatting call per command tail.
+_BULKS = [b"$%d\r\n%s\r\n" * n for n in range(9)]
+
+
 def pack_tail(args: Sequence[str | bytes]) -> bytes:
     """RESP bulk strings of ``args`` (``str`` arguments are ASCII: secrets, tickets, numbers)."""
-    return b"".join(_bulk(a if isinstance(a, bytes) else a.encode()) for a in args)
+    if len(args) >= len(_BULKS):
+        return b"".join(_bulk(a if isinstance(a, bytes) else a.encode()) for a in args)
+    parts: list[int | bytes] = []
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else arg.encode()
+        parts.append(len(data))
+        parts.append(data)
+    return _BULKS[len(args)] % tuple(parts)
 
 
 def _idle_cap(pool: Any, plain: type) -> int:
