@@ -546,3 +546,24 @@ async def test_async_connections_the_servers_closed_while_idle_are_replaced(
         await lock.aclose()
         for ab in abackends:
             await ab.aclose()
+
+
+def test_resp3_clients(servers: list[RedisServerProcess], key_prefix: str) -> None:
+    # Connections made from RESP3 clients (HELLO 3 in their handshake): the fan-out's own
+    # reply parsing reads their replies too, queued replies (arrays) included.
+    import redis
+
+    from dsprims.backends.redis import RedisBackend
+
+    made = [RedisBackend(redis.Redis(port=s.port, protocol=3)) for s in servers]
+    lock = Redlock("r3", backends=made, prefix=key_prefix, auto_renew=False)
+    holder = lock.acquire()
+    assert lock.try_acquire() is None  # every server answers with its queued-reply array
+    holder.extend()
+    holder.release()
+    second = lock.acquire(timeout=1)
+    assert second.token > holder.token
+    second.release()
+    lock.close()
+    for b in made:
+        b.client.close()
