@@ -342,10 +342,12 @@ def _acquire_into(lock: RedisLock, got: list[Any]) -> None:
 
 def test_hot_path_with_decoded_replies(redis_server: Any, key_prefix: str) -> None:
     # The packed commands and the reply handling work whether the client decodes replies or not,
-    # including the queued reply ([wait, ticket]) and a wake-up of the queued waiter.
+    # including the queued reply ([wait, ticket]) and the hand-off to the queued waiter (its
+    # packed BLPOP, on a key with braces and non-ASCII characters).
     for decode in (True, False):
         client = redis_server.client(decode_responses=decode)
-        lock = RedisLock(f"dec{decode}", backend=RedisBackend(client), prefix=key_prefix)
+        name = f"dec{decode}-{{键}}🔑"
+        lock = RedisLock(name, backend=RedisBackend(client), prefix=key_prefix)
         assert lock._store._direct is not None  # type: ignore[attr-defined]
         holder = lock.acquire()
         got: list[Any] = []

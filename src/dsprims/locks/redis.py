@@ -33,7 +33,8 @@ and the fair waiters' hand-off settings, gone when nobody waits) and ``…:wake:
 calls per script: without ``w`` the queue is known empty and is not read; with ``x`` far enough
 ahead a grant skips the ``PEXPIRE``. The commands of that cycle are pre-packed and sent on a
 ready pooled connection (``dsprims.locks._direct``), bypassing redis-py's per-command overhead
-where that is equivalent.
+where that is equivalent; so are ``extend`` and, in the sync store, the waiter's ``BLPOP``
+(whose reply hands the lock over).
 
 Fencing tokens are ``max(counter + 1, server time in µs)`` by default (``fencing="clock"``):
 strictly increasing per lock name, and still increasing after a restart of a Redis that keeps
@@ -91,6 +92,8 @@ _RELEASE = lua_script("lock_release")
 _EXTEND = lua_script("lock_extend")
 _LEAVE = lua_script("lock_leave")
 
+#: The RESP head of ``BLPOP <key> <timeout>``.
+_BLPOP = b"*3\r\n$5\r\nBLPOP\r\n"
 #: Extra lifetime (ms) of every key when the caller pins time with ``clock=``.
 PINNED_SLACK_MS = 86_400_000
 #: Longest single BLPOP when the client has no socket timeout.
@@ -302,6 +305,7 @@ class _RedisLockStore:
         self._heads = _packed_heads(backend, scripts)
         self._extend_cmd = _command_prefix(backend, _EXTEND, scripts.lock_keys)
         self._direct = direct(backend)
+        self._encode = None if backend.is_cluster else backend.client.get_encoder().encode
         self._noscript, self._errors = _driver_errors()
 
     def _run(self, command: tuple[Any, ...], script: LuaScript, args: tuple[Any, ...]) -> Any:
@@ -352,7 +356,16 @@ class _RedisLockStore:
         s = self.scripts
         key = s.wake_prefix + ticket
         if s.clock is None:
-            reply = self.backend.call(self._execute, "BLPOP", key, s.blpop_timeout(seconds))
+            timeout = s.blpop_timeout(seconds)
+            if self._direct is None or self._encode is None:
+                reply = self.backend.call(self._execute, "BLPOP", key, timeout)
+            else:
+                # The reply that hands the lock over is on the contended path: pre-packed on
+                # the direct path like the scripts (same connections, retries and errors).
+                try:
+                    reply = self._direct.call(_BLPOP + pack_tail((self._encode(key), timeout)))
+                except self._errors as exc:
+                    raise translate(exc) from exc
             return None if reply is None else s.handed(reply[1])
         popped = self.backend.call(self._execute, "LPOP", key)
         if popped is None:
