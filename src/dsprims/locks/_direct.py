@@ -41,7 +41,16 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["AsyncDirect", "Direct", "async_direct", "direct", "pack_head", "pack_tail", "stack_of"]
+__all__ = [
+    "AsyncDirect",
+    "Direct",
+    "async_direct",
+    "direct",
+    "fork_safe_stack",
+    "pack_head",
+    "pack_tail",
+    "stack_of",
+]
 
 #: Connections kept ready per pool (beyond those in flight).
 IDLE_PER_POOL = 2
@@ -64,6 +73,15 @@ _ATTR = "_dsprims_lock_connections"
 _CREATE = threading.Lock()
 
 
+def fork_safe_stack() -> list[Any]:
+    """A new, empty stack of ready connections that a forked child finds empty: the
+    connections in it are the parent's sockets (the child makes its own; using them would mix
+    both processes' replies)."""
+    stack = _Stack()
+    _STACKS[id(stack)] = stack
+    return stack
+
+
 def stack_of(pool: Any) -> list[Any]:
     """The stack of ready connections of ``pool`` (made on first use)."""
     stack = getattr(pool, _ATTR, None)
@@ -71,9 +89,8 @@ def stack_of(pool: Any) -> list[Any]:
         with _CREATE:
             stack = getattr(pool, _ATTR, None)
             if stack is None:
-                stack = _Stack()
+                stack = fork_safe_stack()
                 setattr(pool, _ATTR, stack)
-                _STACKS[id(stack)] = stack
     return stack
 
 
@@ -511,7 +528,7 @@ class AsyncDirect:
 
                 raise InvalidResponse("unexpected bytes after a reply")
         elif not self._keep(conn):
-            await self._give(conn)
+            await self._release(conn)
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -582,13 +599,16 @@ class AsyncDirect:
         return True
 
     async def _give(self, conn: Any) -> None:
+        """Keep ``conn`` (see :meth:`_keep`) or return it to the pool."""
+        if not self._keep(conn):
+            await self._release(conn)
+
+    async def _release(self, conn: Any) -> None:
+        """Return ``conn`` to the pool, disconnected first if it asks to reconnect."""
         should_reconnect = getattr(conn, "should_reconnect", None)
         if should_reconnect is not None and should_reconnect():
             await conn.disconnect()
-        if len(self._idle) < self._cap:
-            self._idle.append(conn)
-        else:
-            await self._pool.release(conn)
+        await self._pool.release(conn)
 
 
 #: ``AsyncDirect._exchange``: the command was already sent.

@@ -37,16 +37,13 @@ sleeping until the majority's lease ends (plus the random delay). Redlock is nev
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import copy
 import math
-import os
 import random
 import select
 import socket
 import time
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,7 +52,7 @@ from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix
 from dsprims.backends.url import resolve_async_backend, resolve_backend
 from dsprims.errors import BackendError, BackendUnavailable, ConfigurationError, DsprimsError
 from dsprims.locks._direct import Incomplete as _Incomplete
-from dsprims.locks._direct import _bulk, pack_head, pack_tail
+from dsprims.locks._direct import _bulk, fork_safe_stack, pack_head, pack_tail
 from dsprims.locks._direct import parse_reply as _parse
 from dsprims.locks._lock import AsyncLockBase, LockBase
 from dsprims.locks.core import (
@@ -123,8 +120,8 @@ class _Servers:
     def __init__(self, backends: list[Any], plan: _RedlockPlan) -> None:
         self.backends = backends
         self.server_timeout = plan.server_timeout
-        self._idle: list[collections.deque[Any]] = [collections.deque() for _ in backends]
-        _ALL_SERVERS.add(self)
+        # Emptied in a forked child (the parent's sockets), like the single locks' stacks.
+        self._idle: list[list[Any]] = [fork_safe_stack() for _ in backends]
         self.skip = [False] * len(backends)
         self.heads: list[list[tuple[bytes, bytes]]] = []
         for backend in backends:
@@ -180,22 +177,6 @@ class _Servers:
         for conn in self.idle():
             with contextlib.suppress(Exception):
                 conn.disconnect()
-
-
-# Every _Servers, so that a forked child forgets the idle connections it inherited: they are
-# the parent's sockets (the child makes its own; closing them here would not hurt the parent,
-# but using them would mix both processes' replies).
-_ALL_SERVERS: weakref.WeakSet[_Servers] = weakref.WeakSet()
-
-
-def _forget_after_fork() -> None:
-    for servers in list(_ALL_SERVERS):
-        for idle in servers._idle:
-            idle.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _no_retry(conn: Any) -> Any:
