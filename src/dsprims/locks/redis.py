@@ -292,8 +292,10 @@ class _Scripts:
         return f"{max(seconds, 0.001):.3f}"
 
 
-class _RedisLockStore:
-    """The sync store over a :class:`~dsprims.backends.redis.RedisBackend`."""
+class _StoreCommands:
+    """What the sync and asyncio stores prebuild alike: each script's ``EVALSHA`` command
+    prefix (for ``execute_command``), its pre-packed RESP head (for the direct path) and the
+    driver's error classes."""
 
     def __init__(self, backend: Any, scripts: _Scripts) -> None:
         self.backend = backend
@@ -302,11 +304,18 @@ class _RedisLockStore:
         self._execute = backend.client.execute_command
         self._acquire_cmd = _command_prefix(backend, _ACQUIRE, scripts.lock_keys)
         self._release_cmd = _command_prefix(backend, _RELEASE, scripts.lock_keys)
-        self._heads = _packed_heads(backend, scripts)
         self._extend_cmd = _command_prefix(backend, _EXTEND, scripts.lock_keys)
+        self._heads = _packed_heads(backend, scripts)
+        self._noscript, self._errors = _driver_errors()
+
+
+class _RedisLockStore(_StoreCommands):
+    """The sync store over a :class:`~dsprims.backends.redis.RedisBackend`."""
+
+    def __init__(self, backend: Any, scripts: _Scripts) -> None:
+        super().__init__(backend, scripts)
         self._direct = direct(backend)
         self._encode = None if backend.is_cluster else backend.client.get_encoder().encode
-        self._noscript, self._errors = _driver_errors()
 
     def _run(self, command: tuple[Any, ...], script: LuaScript, args: tuple[Any, ...]) -> Any:
         # backend.evalsha without its per-call work: the command is prebuilt (and, where
@@ -385,7 +394,7 @@ class _RedisLockStore:
         return int(self._run(self._extend_cmd, _EXTEND, args)) == 1
 
 
-class _AsyncRedisLockStore:
+class _AsyncRedisLockStore(_StoreCommands):
     """The asyncio store: commands cut off by a cancellation are finished, then ``leave`` runs.
 
     redis.asyncio does not cope well with a command cancelled mid-flight (it disconnects the
@@ -398,16 +407,8 @@ class _AsyncRedisLockStore:
     """
 
     def __init__(self, backend: Any, scripts: _Scripts) -> None:
-        self.backend = backend
-        self.scripts = scripts
-        self.wait_slice = scripts.wait_slice
-        self._execute = backend.client.execute_command
-        self._acquire_cmd = _command_prefix(backend, _ACQUIRE, scripts.lock_keys)
-        self._release_cmd = _command_prefix(backend, _RELEASE, scripts.lock_keys)
-        self._heads = _packed_heads(backend, scripts)
-        self._extend_cmd = _command_prefix(backend, _EXTEND, scripts.lock_keys)
+        super().__init__(backend, scripts)
         self._direct = async_direct(backend)
-        self._noscript, self._errors = _driver_errors()
         # owner -> in-flight acquire script; ticket -> in-flight BLPOP.
         self._inflight: dict[str, asyncio.Future[Any]] = {}
 
