@@ -49,6 +49,7 @@ __all__ = [
     "fork_safe_stack",
     "pack_head",
     "pack_tail",
+    "ready_writer",
     "stack_of",
 ]
 
@@ -388,18 +389,10 @@ class AsyncDirect:
         idle = self._idle
         conn = idle.pop() if idle else await self._borrow()
         reader = getattr(conn, "_reader", None)
-        writer = getattr(conn, "_writer", None)
-        if (
-            reader is None
-            or writer is None
-            or conn.health_check_interval
-            or writer.transport.is_closing()
-            or writer.transport.get_write_buffer_size()
-        ):
+        writer = ready_writer(conn)
+        if reader is None or writer is None or conn.health_check_interval:
             # To connect, check health or queue behind buffered bytes: redis-py's exchange.
             return await self._guarded(self._exchange(conn, packed, None), inflight, handle)
-        # A small command on a connected transport with nothing buffered goes out at once
-        # (send_packed_command would wrap the write in asyncio.wait_for: a task per command).
         writer.write(packed)
         timeout = conn.socket_timeout
         deadlines = self._deadlines
@@ -609,6 +602,19 @@ class AsyncDirect:
         if should_reconnect is not None and should_reconnect():
             await conn.disconnect()
         await self._pool.release(conn)
+
+
+def ready_writer(conn: Any) -> asyncio.StreamWriter | None:
+    """The stream writer of a ``redis.asyncio`` connection when a small command can be written
+    to it at once (connected, its transport open with nothing buffered), else ``None``.
+
+    Writing there directly skips ``send_packed_command``, which wraps every write in
+    ``asyncio.wait_for`` (a task per command) on a connection with a socket timeout.
+    """
+    writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+    if writer is None or writer.transport.is_closing() or writer.transport.get_write_buffer_size():
+        return None
+    return writer
 
 
 #: ``AsyncDirect._exchange``: the command was already sent.

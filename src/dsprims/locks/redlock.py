@@ -52,7 +52,7 @@ from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix
 from dsprims.backends.url import resolve_async_backend, resolve_backend
 from dsprims.errors import BackendError, BackendUnavailable, ConfigurationError, DsprimsError
 from dsprims.locks._direct import Incomplete as _Incomplete
-from dsprims.locks._direct import _bulk, fork_safe_stack, pack_head, pack_tail
+from dsprims.locks._direct import _bulk, fork_safe_stack, pack_head, pack_tail, ready_writer
 from dsprims.locks._direct import parse_reply as _parse
 from dsprims.locks._lock import AsyncLockBase, LockBase
 from dsprims.locks.core import (
@@ -157,6 +157,11 @@ class _Servers:
             self._idle[i].append(conn)
             return True
         return False
+
+    def keep(self, i: int, conn: Any) -> None:
+        """Keep a sync ``conn`` for reuse, or close it when enough are idle."""
+        if not self.give(i, conn):
+            conn.disconnect()
 
     def answered(self, replies: list[Any]) -> _Servers:
         """A view of the servers that answered a round (undoing it elsewhere would only cost
@@ -298,7 +303,6 @@ def _collect(
     poller = select.poll()
     for fd in waiting:
         poller.register(fd, select.POLLIN)
-    idle = servers._idle
     timeout = servers.server_timeout
     deadline = time.monotonic() + timeout
     while True:
@@ -324,11 +328,7 @@ def _collect(
                 and chunk.find(b"\r\n") == len(chunk) - 2
             ):
                 reply: Any = int(chunk[1:-2])
-                kept = idle[ex[_I]]
-                if len(kept) < IDLE_CONNECTIONS:
-                    kept.append(ex[_CONN])
-                else:
-                    ex[_CONN].disconnect()
+                servers.keep(ex[_I], ex[_CONN])
             else:
                 reply = _receive(servers, kind, bodies, ex, chunk)
                 if reply is _Incomplete:
@@ -378,8 +378,7 @@ def _receive(
                 return _unavailable("Error while writing to socket", exc)
             return _Incomplete
         reply = _translate(reply)  # a whole error reply: the connection stays usable
-    if not servers.give(i, conn):
-        conn.disconnect()
+    servers.keep(i, conn)
     return reply
 
 
@@ -397,8 +396,7 @@ def _blocking_reply(servers: _Servers, kind: int, bodies: Sequence[bytes], ex: _
         # A late reply must never be read by the next user of this connection.
         conn.disconnect()
         return _translate(exc)
-    if not servers.give(i, conn):
-        conn.disconnect()
+    servers.keep(i, conn)
     return reply
 
 
@@ -427,14 +425,9 @@ async def _async_exchange(servers: _Servers, i: int, kind: int, body: bytes, lim
                 await conn.disconnect()  # see _sync_fanout; the send below reconnects
             setattr(conn, _USED, now)
             command = servers.heads[i][kind][0] + body
-            writer = getattr(conn, "_writer", None)
-            if writer is not None and not (
-                writer.transport.is_closing() or writer.transport.get_write_buffer_size()
-            ):
-                # A small command on a connected, unbuffered transport goes out at once
-                # (send_packed_command wraps each write in asyncio.wait_for when the
-                # connection has a socket timeout, as these have: a task per command).
-                writer.write(command)
+            writer = ready_writer(conn)
+            if writer is not None:
+                writer.write(command)  # at once (these connections have a socket timeout)
             else:
                 await conn.send_packed_command([command], check_health=False)
             try:
