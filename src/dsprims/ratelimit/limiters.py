@@ -906,32 +906,36 @@ def _entry_cache(
     return entries, general
 
 
+# Bound once for the specialised try_acquire functions below (module globals, not closure
+# variables): the default cost (compared by identity: small ints are cached objects), rounding,
+# and tuple.__new__ to build a RateLimitDecision without its Python-level __new__.
+_ONE: Final = 1
+_ceil: Final = math.ceil
+_floor: Final = math.floor
+_make: Final = cast(
+    Callable[[type[RateLimitDecision], tuple[Any, ...]], RateLimitDecision], tuple.__new__
+)
+
 _Hot = tuple[
     Callable[[], bool],  # acquire
     Callable[[], None],  # release
     Callable[[], float],  # monotonic
     int,  # limit
     Callable[[str, int, bool], RateLimitDecision],  # slow
-    Callable[[type[RateLimitDecision], tuple[Any, ...]], RateLimitDecision],  # make
-    type[RateLimitDecision],  # decision
-    type[str],  # exact
-    Callable[[float], int],  # floor
-    int,  # one
     dict[str, list[Any]],  # entries
     Callable[[str, int], RateLimitDecision],  # general
 ]
 
 
 def _hot_bindings(limiter: _LimiterBase) -> _Hot:
-    """What every specialised ``try_acquire`` binds once, as closure variables.
+    """The per-limiter values every specialised ``try_acquire`` binds once, as closure
+    variables (constants stay module globals: each call copies every closure variable into
+    its frame).
 
     Returns:
-        ``(acquire, release, mono, limit, slow, make, decision, exact, floor, one, entries,
-        general)``: the backend lock's methods, the clock's ``monotonic``, the limit, the general
-        path ``limiter._memory``, ``tuple.__new__`` and :class:`RateLimitDecision` (to build a
-        decision without its Python-level ``__new__``), ``str``, :func:`math.floor`, the int
-        ``1`` (the default cost, compared by identity: small ints are cached objects), and
-        :func:`_entry_cache`'s pair.
+        ``(acquire, release, mono, limit, slow, entries, general)``: the backend lock's
+        methods, the clock's ``monotonic``, the limit, the checking path ``limiter._memory``,
+        and :func:`_entry_cache`'s pair.
     """
     lock = limiter._lock
     assert lock is not None
@@ -942,13 +946,6 @@ def _hot_bindings(limiter: _LimiterBase) -> _Hot:
         limiter.clock.monotonic,
         limiter._algo.limit,
         limiter._memory,
-        cast(
-            Callable[[type[RateLimitDecision], tuple[Any, ...]], RateLimitDecision], tuple.__new__
-        ),
-        RateLimitDecision,
-        str,
-        math.floor,
-        1,
         entries,
         general,
     )
@@ -966,17 +963,16 @@ def _fast_live(limiter: _LimiterBase) -> Any:
     algo = limiter._algo
     assert isinstance(algo, _Log | _Counter)
     live = algo.live
-    (acquire, release, mono, limit, slow, make, decision, exact, floor, one, entries, general) = (
-        _hot_bindings(limiter)
-    )
+    acquire, release, mono, limit, slow, entries, general = _hot_bindings(limiter)
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
         try:
             entry = entries[key]
         except (KeyError, TypeError):  # a new key or an unhashable one: validated there
             return general(key, cost)
-        if key.__class__ is not exact or (
-            cost is not one and (cost.__class__ is not int or not 0 <= cost <= limit)
+        # `cost is _ONE`: the default cost needs no checks (small ints are cached objects).
+        if key.__class__ is not str or (
+            cost is not _ONE and (cost.__class__ is not int or not 0 <= cost <= limit)
         ):
             return slow(key, cost, True)
         acquire()
@@ -984,15 +980,17 @@ def _fast_live(limiter: _LimiterBase) -> Any:
             t = mono()
             if t >= entry[1]:  # expired, or detached from the table (deadline -inf)
                 return general(key, cost)
-            verdict = live(entry, t, floor(t * 1e6 + 0.5), cost, True)
+            verdict = live(entry, t, _floor(t * 1e6 + 0.5), cost, True)
             if verdict is None:  # the log empties: the general path deletes the key
                 return general(key, cost)
         finally:
             release()
         allowed, remaining, retry, reset = verdict
         if allowed:
-            return make(decision, (True, remaining, 0.0, reset / 1e6, limit, False))
-        return make(decision, (False, remaining, (retry + 1) / 1e6, reset / 1e6, limit, False))
+            return _make(RateLimitDecision, (True, remaining, 0.0, reset / 1e6, limit, False))
+        return _make(
+            RateLimitDecision, (False, remaining, (retry + 1) / 1e6, reset / 1e6, limit, False)
+        )
 
     try_acquire.__doc__ = _SyncLimiter.try_acquire.__doc__
     return try_acquire
@@ -1007,11 +1005,6 @@ _FLOAT_T: Final = 2.0**50 / 1e6
 #: The stored time plus the cost (µs) must stay below this on the fast path: with ``|now|`` below
 #: 2**50, every sum and difference it computes then stays below 2**53.
 _FLOAT_TAT: Final = 2.0**52
-_ONE: Final = 1
-_ceil: Final = math.ceil
-_make: Final = cast(
-    Callable[[type[RateLimitDecision], tuple[Any, ...]], RateLimitDecision], tuple.__new__
-)
 
 
 def _fast_gcra(limiter: _LimiterBase) -> Any:
@@ -1061,7 +1054,7 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     # _FLOAT_T, 6755399441055744.0 _ROUNDER, 4503599627370496.0 _FLOAT_TAT and 0.001 _MARGIN
     # (a test checks that they are).
     one = _ONE
-    acquire, release, mono, limit, slow, _, _, _, _, _, entries, general = _hot_bindings(limiter)
+    acquire, release, mono, limit, slow, entries, general = _hot_bindings(limiter)
     # The default cost on a full bucket: its decision (reset_after = T / 1e6, the same
     # correctly rounded float as the core's int / int) and the entry's lifetime beyond now.
     period = algo.interval / 1000000
