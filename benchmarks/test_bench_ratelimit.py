@@ -5,7 +5,7 @@ Goals (issue 4), read as the largest acceptable ``ours / this`` ratio:
 * memory ``try_acquire`` (thread-safe) at least 4x faster than the fastest peer's in-memory
   decision: goal 0.25 on each peer row. The first group is traffic below the limit (the
   common case); the "draining" group makes every decision different. Both run interleaved
-  (``compare``) and carry a floor row without a goal: the lock, the clock read, one dict entry
+  (``compare``) and carry a floor row without a goal: a mutex, the clock read, one dict entry
   and the decision tuple alone, i.e. what any thread-safe decision returning a
   ``RateLimitDecision`` costs before doing any work;
 * the exact sliding log costs the same with 100 and with 100 000 live entries (two groups;
@@ -19,7 +19,6 @@ Goals (issue 4), read as the largest acceptable ``ours / this`` ratio:
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from functools import partial
@@ -42,6 +41,7 @@ from dsprims import (
     async_backend_from_url,
     backend_from_url,
 )
+from dsprims._mutex import TokenMutex
 from dsprims.backends._lua import lua_script
 from dsprims.ratelimit.limiters import SCRIPT
 
@@ -58,24 +58,27 @@ MEM = "ratelimit: memory try_acquire (admitted)"
 def _decision_floor() -> Any:
     """What any thread-safe in-memory decision returning a RateLimitDecision must do, alone.
 
-    Take and release the re-entrant lock, read the clock, read and write one dict entry, build
-    the decision: no validation, no arithmetic.
+    Take and give back the cheapest mutex we know (the memory backend's: a token in a deque),
+    read the clock, read and write one dict entry, build the decision: no validation, no
+    arithmetic.
     """
-    lock = threading.RLock()
-    acquire, release = lock.acquire, lock.release
+    mutex = TokenMutex()
+    take, give, waiters = mutex.pop, mutex.append, mutex.waiters
     mono = time.monotonic
     table: dict[str, list[Any]] = {"user-1": [0, 0.0, None]}
     make = tuple.__new__
 
     def floor() -> RateLimitDecision:
-        acquire()
+        take()
         try:
             t = mono()
             entry = table["user-1"]
             entry[1] = t
             return make(RateLimitDecision, (True, 1, 0.0, t, 1, False))  # type: ignore[no-any-return]
         finally:
-            release()
+            give(None)
+            if waiters:
+                mutex.wake()
 
     return floor
 
@@ -105,7 +108,7 @@ def test_memory(compare: Any) -> None:
                 "peer", "pyrate-limiter in-memory", partial(pyrate, "user-1", 1, False), 0.25
             ),
             Contender(
-                "floor", "RLock + clock + dict entry + RateLimitDecision alone", _decision_floor()
+                "floor", "mutex + clock + dict entry + RateLimitDecision alone", _decision_floor()
             ),
         ],
     )
@@ -126,7 +129,7 @@ def test_memory_draining(compare: Any) -> None:
             Contender("ours", "dsprims TokenBucket (GCRA)", partial(ours, "user-1")),
             Contender("peer", "limits fixed window", partial(fixed, item, "user-1"), 0.25),
             Contender(
-                "floor", "RLock + clock + dict entry + RateLimitDecision alone", _decision_floor()
+                "floor", "mutex + clock + dict entry + RateLimitDecision alone", _decision_floor()
             ),
         ],
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -128,3 +129,79 @@ def test_an_entry_list_that_leaves_the_table_reads_as_expired_for_ever() -> None
         assert table.get("k") is not entry
         assert entry[1] == float("-inf")
         assert entry[0] is None
+
+
+def test_the_backend_lock_is_reentrant_and_excludes_other_threads() -> None:
+    backend = MemoryBackend()
+    lock = backend.lock
+    entered = threading.Event()
+    released = threading.Event()
+    seen: list[int | None] = []
+
+    def other() -> None:
+        entered.wait()
+        # The token is out (held through `with` by the main thread): a hot path finds it gone.
+        with pytest.raises(IndexError):
+            lock.take()
+        with lock:  # blocks until the main thread leaves its outermost block
+            seen.append(backend.get("k"))
+        released.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with lock:
+        with lock:  # re-entered: a nested transact runs under the same hold
+            backend.transact("k", _incr)
+        entered.set()
+        assert not released.wait(0.05)  # still held after the inner block
+        backend.transact("k", _incr)
+    thread.join()
+    assert seen == [2]  # the other thread ran only after both writes
+    with pytest.raises(RuntimeError, match="does not hold"):
+        lock.release()
+
+
+def test_raw_token_holders_and_with_blocks_exclude_each_other() -> None:
+    # Hot paths take the token without recording an owner; `with` users record one. Mixed
+    # users on eight threads, each yielding inside its critical section, lose no update.
+    backend = MemoryBackend()
+    lock = backend.lock
+    shared = {"n": 0}
+    per_thread = 300
+
+    def raw() -> None:
+        for _ in range(per_thread):
+            try:
+                lock.take()
+            except IndexError:
+                with lock:
+                    seen = shared["n"]
+                    time.sleep(0)
+                    shared["n"] = seen + 1
+                continue
+            try:
+                seen = shared["n"]
+                time.sleep(0)  # another thread runs while the token is out
+                shared["n"] = seen + 1
+            finally:
+                lock.give(None)
+                if lock.waiters:
+                    lock.wake()
+
+    def nested() -> None:
+        for _ in range(per_thread):
+            with lock, lock:
+                seen = shared["n"]
+                time.sleep(0)
+                shared["n"] = seen + 1
+
+    threads = [threading.Thread(target=raw if i % 2 else nested) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shared["n"] == 8 * per_thread
+    assert not lock.waiters  # every waiter deregistered
+    lock.take()  # the token is back, exactly once
+    with pytest.raises(IndexError):
+        lock.take()

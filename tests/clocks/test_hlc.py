@@ -12,8 +12,8 @@ import pytest
 
 from dsprims import ClockSkewError, ConfigurationError, HLCTimestamp, HybridLogicalClock
 from dsprims import ManualClock as _ManualClock
+from dsprims._mutex import TokenMutex as _Mutex
 from dsprims.clocks import MAX_LOGICAL, MAX_WALL_NS, Stamped, hlc_receive, hlc_send
-from dsprims.clocks.hlc import _Mutex
 
 
 def ManualClock(wall_ns: int) -> _ManualClock:  # noqa: N802 - reads like the constructor

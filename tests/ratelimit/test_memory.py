@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,7 @@ from dsprims import (
     SlidingWindowLog,
     TokenBucket,
 )
+from dsprims._mutex import TokenMutex
 from dsprims.ratelimit.core import TokenBucketParams, gcra_decide, gcra_reserve
 from dsprims.ratelimit.decision import decision_from_verdict
 from dsprims.ratelimit.limiters import _FLOAT_T, _FLOAT_TAT, _MARGIN, _ROUNDER, _now_us
@@ -684,3 +687,73 @@ def test_any_bad_argument_raises_clearly_and_changes_nothing(
         limiter.try_acquire("k", cost)
     assert "cost" in str(info.value)
     assert limiter.peek("k") == before
+
+
+class _YieldingClock(ManualClock):
+    """A frozen clock whose every reading hands the GIL to another thread."""
+
+    def monotonic(self) -> float:
+        time.sleep(0)
+        return super().monotonic()
+
+
+@pytest.mark.parametrize("algo", ["token_bucket", "log", "counter"])
+def test_threads_preempted_inside_the_fast_path_never_over_admit(
+    algo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The clock is read while the backend lock's token is out, and yields there: the other
+    # threads find the token gone and take the general path, which waits for the lock. Counted
+    # through the backend's mutex wait, to prove that route ran.
+    waits = itertools.count()
+    real_wait = TokenMutex.wait
+
+    def counting_wait(self: TokenMutex) -> None:
+        next(waits)
+        real_wait(self)
+
+    monkeypatch.setattr(TokenMutex, "wait", counting_wait)
+    clock = _YieldingClock(start=1000.0)
+    limiter: Limiter = (
+        TokenBucket(1, 300, clock=clock)
+        if algo == "token_bucket"
+        else SlidingWindowLog(300, 10.0, clock=clock)
+        if algo == "log"
+        else SlidingWindowCounter(300, 10.0, clock=clock)
+    )
+    limiter.try_acquire("hot")  # remembered: the next calls take the fast path
+    admitted = []
+    barrier = threading.Barrier(8)
+
+    def hammer() -> None:
+        barrier.wait()
+        admitted.append(sum(limiter.try_acquire("hot").allowed for _ in range(100)))
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(admitted) == 299  # 300 in all, one taken before the threads started
+    assert next(waits) > 0
+
+
+@pytest.mark.parametrize("algo", ["token_bucket", "log", "counter"])
+def test_a_decision_inside_a_held_backend_lock_reenters_it(algo: str) -> None:
+    # A caller composing its own atomic step holds the backend lock and decides inside it: the
+    # fast path finds the token out and must not wait for it (the holder is this thread).
+    backend = MemoryBackend()
+    clock = ManualClock(start=5.0)
+    limiter: Limiter = (
+        TokenBucket(1, 2, backend=backend, clock=clock)
+        if algo == "token_bucket"
+        else SlidingWindowLog(2, 10.0, backend=backend, clock=clock)
+        if algo == "log"
+        else SlidingWindowCounter(2, 10.0, backend=backend, clock=clock)
+    )
+    limiter.try_acquire("k")
+    with backend.lock:
+        second = limiter.try_acquire("k")
+        third = limiter.try_acquire("k")
+    assert (second.allowed, second.remaining) == (True, 0)
+    assert not third.allowed
+    assert limiter.try_acquire("k").retry_after == third.retry_after  # and the lock is free

@@ -12,10 +12,10 @@ Thread-safe; never blocks on I/O. Not shared between processes: use Redis or Zoo
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
+from dsprims._mutex import ReentrantMutex
 from dsprims.backends.base import BackendKind
 from dsprims.timesource import SYSTEM_CLOCK, Clock
 
@@ -49,8 +49,9 @@ class MemoryBackend:
 
     def __init__(self) -> None:
         #: Guards ``_entries``. Re-entrant so a primitive may nest a transact inside its own
-        #: critical section (e.g. a lock queue that also bumps a fencing counter).
-        self.lock = threading.RLock()
+        #: critical section (e.g. a lock queue that also bumps a fencing counter); hot paths
+        #: may take its token directly (see :class:`~dsprims._mutex.ReentrantMutex`).
+        self.lock = ReentrantMutex()
         # key -> [state, deadline, clock]; a list so a refresh mutates in place.
         self._entries: dict[str, list[Any]] = {}
         self._writes_since_sweep = 0
@@ -106,8 +107,9 @@ class MemoryBackend:
         """The entry table itself, for hot paths that update their own keys in place.
 
         Layout: ``key -> [state, deadline, clock]``, the deadline read on ``clock.monotonic()``.
-        A caller holding :attr:`lock` may read an entry and, when its deadline has not passed,
-        replace ``entry[0]`` (the state) and ``entry[1]`` (the deadline) in place. Creating and
+        A caller holding :attr:`lock` (through ``with``, or its raw token) may read an entry
+        and, when its deadline has not passed, replace ``entry[0]`` (the state) and
+        ``entry[1]`` (the deadline) in place. Creating and
         deleting keys must go through :meth:`transact` and :meth:`delete`, which keep the sweep
         accounting. The rate limiters use this: the generic :meth:`transact` call would
         otherwise cost more than the decision itself.

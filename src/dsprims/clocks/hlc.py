@@ -53,18 +53,16 @@ of state (see ``HybridLogicalClock._state``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import queue
 import re
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from dsprims._mutex import TokenMutex as _Mutex
 from dsprims.clocks.message import Stamped
 from dsprims.errors import ClockSkewError, ConfigurationError
 from dsprims.timesource import SYSTEM_CLOCK, Clock
@@ -399,76 +397,6 @@ def hlc_receive(
 
 
 # -- the thread-safe shell ---------------------------------------------------------------------
-
-#: How long a waiting thread sleeps at most before it looks for the token again (seconds).
-_RECHECK_S = 0.001
-
-
-class _Mutex:
-    """The clock's lock, built for critical sections of a few hundred nanoseconds.
-
-    The lock is one token in a ``collections.deque``: ``pop()`` takes it and ``append()`` gives
-    it back, one C call each. Deque appends and pops are atomic and thread-safe (documented, and
-    so in free-threaded builds too), so only one thread can hold the token, whatever the GIL
-    does. On CPython 3.11 an uncontended take-and-give costs about half of
-    ``queue.SimpleQueue``'s ``get``/``put`` and a quarter of ``threading.Lock``'s
-    ``acquire``/``release``, which is a tenth of the clock's whole call.
-
-    The hot paths inline the uncontended case: ``pop()``, and on ``IndexError`` (the token is
-    out) :meth:`wait`; then ``append(None)``, and :meth:`wake` when ``waiters`` is not empty. A
-    waiter registers in ``waiters`` before each look for the token, and a giver checks
-    ``waiters`` after putting the token back, so a waiter either finds the token or is sent a
-    wake-up. Waiters also look again every ``_RECHECK_S`` seconds, so a wake-up that arrives
-    late or not at all (two threads racing for one) only delays a waiter, never strands it.
-    Like ``threading.Lock``, it is not reentrant and not fair (a running thread may take the
-    token back before a woken waiter does).
-    """
-
-    __slots__ = ("_wakeups", "append", "pop", "waiters")
-
-    def __init__(self) -> None:
-        token: deque[None] = deque([None])
-        #: Take the token; ``IndexError`` when another thread holds it.
-        self.pop = token.pop
-        #: Give the token back: call with ``None``, then :meth:`wake` if ``waiters``.
-        self.append = token.append
-        #: One entry per thread blocked in :meth:`wait`.
-        self.waiters: deque[None] = deque()
-        self._wakeups: queue.SimpleQueue[None] = queue.SimpleQueue()
-
-    def wait(self) -> None:
-        """Take the token, blocking until a holder gives it back."""
-        pop = self.pop
-        waiters = self.waiters
-        waiters.append(None)
-        try:
-            while True:
-                try:
-                    pop()
-                except IndexError:
-                    pass
-                else:
-                    return
-                with contextlib.suppress(queue.Empty):
-                    self._wakeups.get(timeout=_RECHECK_S)
-        finally:
-            waiters.pop()
-
-    def wake(self) -> None:
-        """Signal the waiters that the token is back (one pending wake-up is enough)."""
-        if self._wakeups.empty():
-            self._wakeups.put(None)
-
-    def __enter__(self) -> None:
-        try:
-            self.pop()
-        except IndexError:
-            self.wait()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.append(None)
-        if self.waiters:
-            self.wake()
 
 
 @dataclass(frozen=True, slots=True)

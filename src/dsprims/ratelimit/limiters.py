@@ -917,8 +917,10 @@ _make: Final = cast(
 )
 
 _Hot = tuple[
-    Callable[[], bool],  # acquire
-    Callable[[], None],  # release
+    Callable[[], None],  # take
+    Callable[[None], None],  # give
+    deque[None],  # waiters
+    Callable[[], None],  # wake
     Callable[[], float],  # monotonic
     int,  # limit
     Callable[[str, int, bool], RateLimitDecision],  # slow
@@ -932,17 +934,24 @@ def _hot_bindings(limiter: _LimiterBase) -> _Hot:
     variables (constants stay module globals: each call copies every closure variable into
     its frame).
 
+    The backend lock is used through its raw token (see
+    :class:`~dsprims._mutex.ReentrantMutex`): ``take()``, and on ``IndexError`` the general
+    path, which waits for the lock or re-enters it; ``give(None)`` and ``wake()`` when
+    ``waiters``. The general path is only ever called after the token went back.
+
     Returns:
-        ``(acquire, release, mono, limit, slow, entries, general)``: the backend lock's
-        methods, the clock's ``monotonic``, the limit, the checking path ``limiter._memory``,
-        and :func:`_entry_cache`'s pair.
+        ``(take, give, waiters, wake, mono, limit, slow, entries, general)``: the backend
+        lock's token operations, the clock's ``monotonic``, the limit, the checking path
+        ``limiter._memory``, and :func:`_entry_cache`'s pair.
     """
     lock = limiter._lock
     assert lock is not None
     entries, general = _entry_cache(limiter)
     return (
-        lock.acquire,
-        lock.release,
+        lock.take,
+        lock.give,
+        lock.waiters,
+        lock.wake,
         limiter.clock.monotonic,
         limiter._algo.limit,
         limiter._memory,
@@ -963,7 +972,7 @@ def _fast_live(limiter: _LimiterBase) -> Any:
     algo = limiter._algo
     assert isinstance(algo, _Log | _Counter)
     live = algo.live
-    acquire, release, mono, limit, slow, entries, general = _hot_bindings(limiter)
+    take, give, waiters, wake, mono, limit, slow, entries, general = _hot_bindings(limiter)
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
         try:
@@ -975,16 +984,21 @@ def _fast_live(limiter: _LimiterBase) -> Any:
             cost is not _ONE and (cost.__class__ is not int or not 0 <= cost <= limit)
         ):
             return slow(key, cost, True)
-        acquire()
+        try:
+            take()
+        except IndexError:  # the lock is held: wait for it (or re-enter it) there
+            return general(key, cost)
         try:
             t = mono()
-            if t >= entry[1]:  # expired, or detached from the table (deadline -inf)
-                return general(key, cost)
-            verdict = live(entry, t, _floor(t * 1e6 + 0.5), cost, True)
-            if verdict is None:  # the log empties: the general path deletes the key
-                return general(key, cost)
+            # Not expired, nor detached from the table (deadline -inf); and the log does not
+            # empty (a verdict of None: the general path deletes the key).
+            verdict = live(entry, t, _floor(t * 1e6 + 0.5), cost, True) if t < entry[1] else None
         finally:
-            release()
+            give(None)
+            if waiters:
+                wake()
+        if verdict is None:
+            return general(key, cost)
         allowed, remaining, retry, reset = verdict
         if allowed:
             return _make(RateLimitDecision, (True, remaining, 0.0, reset / 1e6, limit, False))
@@ -1035,12 +1049,14 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     It is written in terms of the debt ``tat - now`` (what the bucket owes, in µs). A full
     bucket taking the default cost, the common case below the limit, returns one prebuilt
     decision (immutable, and equal to what the core gives: ``remaining = capacity - 1``,
-    ``reset_after = T``); every other outcome builds a new one. The entry's deadline stays
-    ``t + reset_after + margin``, as on the general path.
+    ``reset_after = T``), and a denial at the default cost reuses the last one when its debt
+    repeats (a flood of denials within one µs); every other outcome builds a new one. The
+    entry's deadline stays ``t + reset_after + margin``, as on the general path.
 
     Everything is bound once in a closure, and each key remembers its entry list
-    (:func:`_entry_cache`). A decision is then one dict lookup, one lock acquire/release, one
-    clock read, the arithmetic, and the result tuple. Anything unusual (a new or expired key, a
+    (:func:`_entry_cache`). A decision is then one dict lookup, the backend lock's token taken
+    and given back (two C calls, see :func:`_hot_bindings`), one clock read, the arithmetic,
+    and the result tuple. Anything unusual (a new or expired key, a
     key that is not exactly a ``str`` (an object merely equal to a remembered key must still be
     rejected), a cost that fails the checks, a clock or a stored time beyond the exact float
     range) takes the general path, which runs the core itself and raises the errors.
@@ -1054,21 +1070,20 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     # _FLOAT_T, 6755399441055744.0 _ROUNDER, 4503599627370496.0 _FLOAT_TAT and 0.001 _MARGIN
     # (a test checks that they are).
     one = _ONE
-    acquire, release, mono, limit, slow, entries, general = _hot_bindings(limiter)
+    take, give, waiters, wake, mono, limit, slow, entries, general = _hot_bindings(limiter)
     # The default cost on a full bucket: its decision (reset_after = T / 1e6, the same
     # correctly rounded float as the core's int / int) and the entry's lifetime beyond now.
     period = algo.interval / 1000000
     hold = period + _MARGIN
     full = _make(RateLimitDecision, (True, limit - 1, 0.0, period, limit, False))
-    # The last decision built, and its debt: an admission (any cost) or a denial at the default
-    # cost is a function of the debt alone, and consecutive calls within one µs (a bucket with a
-    # µs-scale interval under load, or a flood of denials) repeat it. Read and written under
-    # the lock. -1.0 matches no debt those branches see (they have debt > cost * T >= 0).
-    seen_debt = -1.0
-    seen = full
+    # The last denial at the default cost, and its debt: such a denial is a function of the
+    # debt alone, and a flood of denials within one µs repeats it. Read and written under the
+    # lock. -1.0 matches no debt a denial sees (debt > tau >= 0).
+    denied_debt = -1.0
+    denied = full
 
     def try_acquire(key: str, cost: int = 1) -> RateLimitDecision:
-        nonlocal seen_debt, seen
+        nonlocal denied_debt, denied
         try:
             entry = entries[key]
         except (KeyError, TypeError):  # a new key or an unhashable one: validated there
@@ -1082,74 +1097,77 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
             return slow(key, cost, True)
         if key.__class__ is not str:
             return slow(key, cost, True)
-        # acquire/release around try/finally: as safe as `with`, and cheaper here.
-        acquire()
+        try:
+            take()
+        except IndexError:  # the lock is held: wait for it (or re-enter it) there
+            return general(key, cost)
         try:
             t = mono()
-            # Expired, or detached from the table (deadline -inf), or beyond the float range.
-            if t >= entry[1] or t >= 1125899906.842624 or t <= -1125899906.842624:
-                return general(key, cost)
-            # now = _now_us(t) = floor(v), as a float: round v to the nearest integer, then
-            # step down if that went up.
-            v = t * 1e6 + 0.5
-            now = v + 6755399441055744.0 - 6755399441055744.0
-            if now > v:
-                now -= 1.0
-            # gcra_decide(interval, tolerance, entry[0], now, cost, consume=True), inlined:
-            # new = tat + cost*T, debt = new - now = owed + cost*T with owed = tat - now.
-            # Exact while new < 2**52 (a stored int converts exactly below that); a larger new
-            # (rounded if it came from an int beyond 2**53) makes debt > 2**52 - 2**50 > tau, a
-            # denial, which checks it before using it.
-            new = entry[0] + spend
-            debt = new - now
-            if debt <= spend:
-                # owed <= 0: a full bucket admits any valid cost (cost * T <= tau).
-                entry[0] = now + spend
-                if cost is one:
-                    entry[1] = t + hold
-                    return full
-                reset = spend / 1e6
-                entry[1] = t + reset + 0.001
-                return _make(RateLimitDecision, (True, limit - cost, 0.0, reset, limit, False))
-            if debt <= tolerance:
-                entry[0] = new
-                reset = debt / 1e6
-                entry[1] = t + reset + 0.001
-                if debt != seen_debt:
+            # Not expired, nor detached from the table (deadline -inf), and within the float
+            # range; anything else falls through to the general path, after the lock.
+            if t < entry[1] and -1125899906.842624 < t < 1125899906.842624:
+                # now = _now_us(t) = floor(v), as a float: round v to the nearest integer,
+                # then step down if that went up.
+                v = t * 1e6 + 0.5
+                now = v + 6755399441055744.0 - 6755399441055744.0
+                if now > v:
+                    now -= 1.0
+                # gcra_decide(interval, tolerance, entry[0], now, cost, consume=True),
+                # inlined: new = tat + cost*T, debt = new - now = owed + cost*T with
+                # owed = tat - now. Exact while new < 2**52 (a stored int converts exactly
+                # below that); a larger new (rounded if it came from an int beyond 2**53) makes
+                # debt > 2**52 - 2**50 > tau, a denial, which checks it before using it.
+                new = entry[0] + spend
+                debt = new - now
+                if debt <= spend:
+                    # owed <= 0: a full bucket admits any valid cost (cost * T <= tau).
+                    entry[0] = now + spend
+                    if cost is one:
+                        entry[1] = t + hold
+                        return full
+                    reset = spend / 1e6
+                    entry[1] = t + reset + 0.001
+                    return _make(RateLimitDecision, (True, limit - cost, 0.0, reset, limit, False))
+                if debt <= tolerance:
+                    entry[0] = new
+                    reset = debt / 1e6
+                    entry[1] = t + reset + 0.001
                     remaining = limit - _ceil(debt / interval)
-                    seen_debt = debt
-                    seen = _make(RateLimitDecision, (True, remaining, 0.0, reset, limit, False))
-                return seen
-            if new >= 4503599627370496.0:  # beyond the exact range: the core decides
-                return general(key, cost)
-            # Denied: nothing stored. retry_after = allow_at - now = debt - tau, reset_after =
-            # owed. At cost 1, owed > tau - T = (capacity - 1) * T: no whole token is left (the
-            # core's (tau - owed) // T is <= 0, clamped to 0).
-            if cost is one:
-                if debt != seen_debt:
-                    retry = (debt - tolerance + 1) / 1e6
-                    seen_debt = debt
-                    seen = _make(
-                        RateLimitDecision, (False, 0, retry, (debt - spend) / 1e6, limit, False)
+                    return _make(RateLimitDecision, (True, remaining, 0.0, reset, limit, False))
+                if new < 4503599627370496.0:  # else beyond the exact range: the core decides
+                    # Denied: nothing stored. retry_after = allow_at - now = debt - tau,
+                    # reset_after = owed.
+                    if cost is one:
+                        # owed > tau - T = (capacity - 1) * T: no whole token is left (the
+                        # core's (tau - owed) // T is <= 0, clamped to 0).
+                        if debt != denied_debt:
+                            retry = (debt - tolerance + 1) / 1e6
+                            denied_debt = debt
+                            denied = _make(
+                                RateLimitDecision,
+                                (False, 0, retry, (debt - spend) / 1e6, limit, False),
+                            )
+                        return denied
+                    # A reservation (gcra_reserve) may have pushed tat past now + tau: no
+                    # tokens then, not fewer than none.
+                    owed = debt - spend
+                    remaining = limit - _ceil(owed / interval)
+                    return _make(
+                        RateLimitDecision,
+                        (
+                            False,
+                            remaining if remaining > 0 else 0,
+                            (debt - tolerance + 1) / 1e6,
+                            owed / 1e6,
+                            limit,
+                            False,
+                        ),
                     )
-                return seen
         finally:
-            release()
-        # A reservation (gcra_reserve) may have pushed tat past now + tau: no tokens then, not
-        # fewer than none.
-        owed = debt - spend
-        remaining = limit - _ceil(owed / interval)
-        return _make(
-            RateLimitDecision,
-            (
-                False,
-                remaining if remaining > 0 else 0,
-                (debt - tolerance + 1) / 1e6,
-                owed / 1e6,
-                limit,
-                False,
-            ),
-        )
+            give(None)
+            if waiters:
+                wake()
+        return general(key, cost)
 
     try_acquire.__doc__ = _SyncLimiter.try_acquire.__doc__
     return try_acquire
