@@ -124,30 +124,37 @@ class ReentrantMutex:
 
     def acquire(self) -> bool:
         """Take the mutex, blocking while another thread holds it; reentrant. Returns ``True``."""
+        # Written out rather than layered on TokenMutex's __enter__/__exit__: every transact of
+        # the memory backend pays these two calls.
         me = get_ident()
         if self._owner == me:
             self._depth += 1
             return True
-        self._mutex.__enter__()
+        try:
+            self.take()
+        except IndexError:
+            self._mutex.wait()
         self._owner = me
         self._depth = 1
         return True
 
-    def release(self) -> None:
+    def release(self, *_exc_info: object) -> None:
         """Leave the mutex once; the token goes back when the outermost hold ends.
+
+        Also the mutex's ``__exit__`` (which passes the exception details, ignored here).
 
         Raises:
             RuntimeError: the calling thread does not hold the mutex through :meth:`acquire`.
         """
         if self._owner != get_ident():
             raise RuntimeError("cannot release a mutex this thread does not hold")
-        self._depth -= 1
-        if not self._depth:
+        depth = self._depth - 1
+        self._depth = depth
+        if not depth:
             self._owner = None
-            self._mutex.__exit__()
+            self.give(None)
+            if self.waiters:
+                self.wake()
 
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
+    __enter__ = acquire
+    __exit__ = release
