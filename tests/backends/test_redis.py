@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -173,3 +174,74 @@ async def test_async_backend_on_the_cluster(redis_cluster: Any, key_prefix: str)
             assert await backend.evalsha("conformance_touch", keys, ["v", 60_000]) == 2
     finally:
         await backend.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("decode", [False, True])
+async def test_every_redis_primitive_works_on_resp3_clients(
+    redis_server: RedisServerProcess, key_prefix: str, decode: bool
+) -> None:
+    # Clients made with protocol=3 get RESP3 replies (maps, doubles, nulls and booleans of
+    # their own types, and push messages): locks, rate limiters and fleet breakers, sync and
+    # asyncio, decide exactly as on RESP2.
+    import redis.asyncio as aredis
+
+    from dsprims import (
+        AsyncCircuitBreaker,
+        AsyncRedisLock,
+        AsyncTokenBucket,
+        BreakerState,
+        CircuitBreaker,
+        CircuitOpenError,
+        ManualClock,
+        RedisLock,
+        Redlock,
+        SlidingWindowCounter,
+        SlidingWindowLog,
+        TokenBucket,
+    )
+
+    client = redis_py.Redis(port=redis_server.port, protocol=3, decode_responses=decode)
+    aclient = aredis.Redis(port=redis_server.port, protocol=3, decode_responses=decode)
+    backend, abackend = RedisBackend(client), AsyncRedisBackend(aclient)
+    try:
+        lock = RedisLock("r3", backend=backend, prefix=key_prefix)
+        with lock.acquire(timeout=1) as first:
+            assert lock.try_acquire() is None
+        second = lock.acquire(timeout=1)
+        assert second.token > first.token
+        second.release()
+        redlock = Redlock("r3", backends=[backend], prefix=key_prefix)
+        with redlock.acquire(timeout=1) as lease:
+            assert lease.token > 0
+        alock = AsyncRedisLock("r3a", backend=abackend, prefix=key_prefix)
+        async with alock as alease:
+            assert alease.token > 0
+        await alock.settle()
+
+        clock = ManualClock(start=100.0)  # pinned: the expected decisions are exact
+        bucket = TokenBucket(2, 3, backend=backend, prefix=key_prefix, clock=clock)
+        assert [bucket.try_acquire("k").remaining for _ in range(3)] == [2, 1, 0]
+        denied = bucket.try_acquire("k")
+        assert (denied.allowed, denied.retry_after) == (False, 0.500001)
+        for window in (SlidingWindowLog, SlidingWindowCounter):
+            limiter = window(2, 10.0, backend=backend, prefix=key_prefix, clock=clock)
+            assert [limiter.try_acquire("k").allowed for _ in range(3)] == [True, True, False]
+        abucket = AsyncTokenBucket(2, 3, backend=abackend, prefix=key_prefix, clock=clock)
+        assert (await abucket.try_acquire("k")).allowed is False  # shares the sync bucket's key
+
+        breaker = CircuitBreaker("r3", backend=backend, prefix=key_prefix, consecutive_failures=1)
+        abreaker = AsyncCircuitBreaker("r3", backend=abackend, prefix=key_prefix)
+        try:
+            with pytest.raises(ZeroDivisionError):
+                breaker.call(lambda: 1 / 0)
+            assert breaker.state is BreakerState.OPEN
+            with pytest.raises(CircuitOpenError):  # the fleet's state, read over RESP3
+                await abreaker.call(asyncio.sleep, 0)
+            assert abreaker.state is BreakerState.OPEN
+        finally:
+            breaker.close()
+            await abreaker.aclose()
+    finally:
+        client.close()
+        await aclient.aclose()

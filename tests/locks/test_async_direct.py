@@ -511,3 +511,56 @@ def test_packed_commands_match_redis_py_packing() -> None:
     for args in cases:
         packed = pack_head("f" * 40, [b"k{x}"], len(args)) + pack_tail(args)
         assert packed == b"".join(conn.pack_command("EVALSHA", "f" * 40, 1, "k{x}", *args))
+
+
+@pytest.mark.redis
+async def test_real_resp3_invalidations_ahead_of_lock_replies_reach_redis_py(
+    redis_server: Any, key_prefix: str
+) -> None:
+    # A RESP3 client with client-side caching (CLIENT TRACKING) gets an invalidation push
+    # whenever another client writes a key it read. Pushed between two commands, it sits in
+    # the stream ahead of the lock's next reply: the direct reader must hand it to redis-py's
+    # parser (which calls the client's handler) and still read the reply that follows.
+    from redis.asyncio import ConnectionPool, Redis
+
+    from dsprims import AsyncRedisBackend
+
+    pool = ConnectionPool(
+        host="127.0.0.1", port=redis_server.port, protocol=3, max_connections=1
+    )  # one connection: the tracking one is the lock's
+    client = Redis(connection_pool=pool)
+    sync = redis_server.client()
+    pushes: list[Any] = []
+
+    async def record(push: Any) -> None:
+        pushes.append(push)
+
+    try:
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        conn._parser.set_invalidation_push_handler(record)
+        # NOLOOP: the lock script's own writes to keys it read invalidate nothing.
+        await conn.send_command("CLIENT", "TRACKING", "ON", "NOLOOP")
+        assert await conn.read_response() in (b"OK", "OK")
+        await pool.release(conn)
+        lock = AsyncRedisLock("push", backend=AsyncRedisBackend(client), prefix=key_prefix)
+        assert lock._store._direct is not None  # type: ignore[attr-defined]
+        watched = f"{key_prefix}:watched"
+        tokens = []
+        for round_ in range(3):
+            assert await client.get(watched) == (str(round_ - 1).encode() if round_ else None)
+            sync.set(watched, round_)  # the server pushes an invalidation to our connection
+            await asyncio.sleep(0.05)  # the push lands in the stream, unread
+            lease = await lock.acquire(timeout=0)
+            assert len(pushes) == round_ + 1  # handled by redis-py, before the reply was used
+            tokens.append(lease.token)
+            await lease.release()
+        # One push per round for three rounds: the tracking connection was kept throughout.
+        assert pushes == [[b"invalidate", [watched.encode()]]] * 3
+        assert tokens == sorted(set(tokens))  # every acquire got its own reply, in order
+        assert await client.get(watched) == b"2"  # the stream is still in step
+        sync.delete(watched)
+        await _nothing_left(lock, sync, key_prefix)
+    finally:
+        sync.close()
+        await client.aclose()
+        await pool.disconnect()  # a pool passed in is the caller's to close
