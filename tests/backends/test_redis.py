@@ -205,7 +205,7 @@ async def test_every_redis_primitive_works_on_resp3_clients(
     aclient = aredis.Redis(port=redis_server.port, protocol=3, decode_responses=decode)
     backend, abackend = RedisBackend(client), AsyncRedisBackend(aclient)
     try:
-        lock = RedisLock("r3", backend=backend, prefix=key_prefix)
+        lock = RedisLock("r3", backend=client, prefix=key_prefix)  # a client is wrapped
         with lock.acquire(timeout=1) as first:
             assert lock.try_acquire() is None
         second = lock.acquire(timeout=1)
@@ -220,17 +220,17 @@ async def test_every_redis_primitive_works_on_resp3_clients(
         await alock.settle()
 
         clock = ManualClock(start=100.0)  # pinned: the expected decisions are exact
-        bucket = TokenBucket(2, 3, backend=backend, prefix=key_prefix, clock=clock)
+        bucket = TokenBucket(2, 3, backend=client, prefix=key_prefix, clock=clock)
         assert [bucket.try_acquire("k").remaining for _ in range(3)] == [2, 1, 0]
         denied = bucket.try_acquire("k")
         assert (denied.allowed, denied.retry_after) == (False, 0.500001)
         for window in (SlidingWindowLog, SlidingWindowCounter):
             limiter = window(2, 10.0, backend=backend, prefix=key_prefix, clock=clock)
             assert [limiter.try_acquire("k").allowed for _ in range(3)] == [True, True, False]
-        abucket = AsyncTokenBucket(2, 3, backend=abackend, prefix=key_prefix, clock=clock)
+        abucket = AsyncTokenBucket(2, 3, backend=aclient, prefix=key_prefix, clock=clock)
         assert (await abucket.try_acquire("k")).allowed is False  # shares the sync bucket's key
 
-        breaker = CircuitBreaker("r3", backend=backend, prefix=key_prefix, consecutive_failures=1)
+        breaker = CircuitBreaker("r3", backend=client, prefix=key_prefix, consecutive_failures=1)
         abreaker = AsyncCircuitBreaker("r3", backend=abackend, prefix=key_prefix)
         try:
             with pytest.raises(ZeroDivisionError):

@@ -60,3 +60,36 @@ def test_resolve_backend() -> None:
         resolve_backend(42)
     with pytest.raises(TypeError, match="url"):
         backend_from_url(42)  # type: ignore[arg-type]
+
+
+async def test_driver_clients_are_wrapped_and_stay_the_callers() -> None:
+    # No connection is made: redis-py and kazoo clients connect on first use (or start()).
+    import redis.asyncio
+    from kazoo.client import KazooClient
+
+    from dsprims import ZooKeeperBackend
+
+    client = redis.Redis(port=1)
+    backend = resolve_backend(client)
+    assert isinstance(backend, RedisBackend)
+    assert backend.client is client
+    backend.close()  # the client was passed in: not the backend's to close
+    assert client.connection_pool is not None
+
+    aclient = redis.asyncio.Redis(port=1)
+    abackend = resolve_async_backend(aclient)
+    assert isinstance(abackend, AsyncRedisBackend)
+    assert abackend.client is aclient
+    with pytest.raises(TypeError, match=r"redis\.asyncio client: use the primitive.s Async twin"):
+        resolve_backend(aclient)
+    with pytest.raises(TypeError, match="sync redis client"):
+        resolve_async_backend(client)
+    await aclient.aclose()
+
+    kazoo = KazooClient(hosts="127.0.0.1:1")
+    for resolve in (resolve_backend, resolve_async_backend):
+        zk = resolve(kazoo)
+        assert isinstance(zk, ZooKeeperBackend)
+        assert zk.client is kazoo
+    with pytest.raises(TypeError, match=r"a redis-py / kazoo client, got int"):
+        resolve_async_backend(42)

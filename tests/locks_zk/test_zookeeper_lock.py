@@ -45,6 +45,25 @@ def test_grant_token_is_the_contender_czxid_and_release_cleans_up(
     assert tokens == sorted(set(tokens))
 
 
+async def test_a_started_kazoo_client_is_taken_as_the_backend_and_left_open(
+    zookeeper_server: ZooKeeperServerProcess, key_prefix: str
+) -> None:
+    client = zookeeper_server.client()
+    try:
+        lock = ZooKeeperLock("direct", backend=client, prefix=key_prefix)
+        with lock.acquire(timeout=5) as first:
+            assert first.token > 0
+        alock = AsyncZooKeeperLock("direct", backend=client, prefix=key_prefix)
+        async with alock as second:
+            assert second.token > first.token
+        lock.close()
+        await alock.aclose()
+        assert client.connected  # a passed-in client stays the caller's
+    finally:
+        client.stop()
+        client.close()
+
+
 def test_try_acquire_and_timeouts_leave_no_contender_behind(
     make_backend: MakeBackend, key_prefix: str
 ) -> None:

@@ -20,6 +20,7 @@ parameters of ``redis://`` URLs go to redis-py unchanged.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -216,11 +217,52 @@ def _async_redis_client_kwargs(timeout: float) -> dict[str, Any]:
     }
 
 
+def client_kind(client: object) -> str | None:
+    """``"redis"``, ``"aredis"`` (redis.asyncio), ``"kazoo"``, or ``None`` for anything else.
+
+    Only drivers already imported are asked: an object cannot be one of their clients otherwise
+    (and redis-py and kazoo stay optional).
+    """
+    if "redis" in sys.modules:
+        import redis
+        import redis.asyncio
+        import redis.cluster
+
+        if isinstance(client, redis.Redis | redis.cluster.RedisCluster):
+            return "redis"
+        if isinstance(client, redis.asyncio.Redis | redis.asyncio.RedisCluster):
+            return "aredis"
+    kazoo_client = sys.modules.get("kazoo.client")
+    if kazoo_client is not None and isinstance(client, kazoo_client.KazooClient):
+        return "kazoo"
+    return None
+
+
+def _not_a_backend(backend: object, *, asyncio: bool) -> TypeError:
+    kind = client_kind(backend)
+    if kind == "aredis" and not asyncio:
+        return TypeError(
+            "backend is a redis.asyncio client: use the primitive's Async twin, "
+            "or pass a redis.Redis / redis.cluster.RedisCluster"
+        )
+    if kind == "redis" and asyncio:
+        return TypeError(
+            "backend is a sync redis client: asyncio primitives need a redis.asyncio client"
+        )
+    return TypeError(
+        f"backend must be a backend object, a URL string or a redis-py / kazoo client, "
+        f"got {type(backend).__name__}"
+    )
+
+
 def resolve_backend(backend: object) -> Any:
     """Turn a primitive's ``backend=`` argument into a backend object.
 
     ``None`` gives a fresh :class:`MemoryBackend`; a string is passed to
-    :func:`backend_from_url`; a backend object is returned as it is.
+    :func:`backend_from_url`; a ``redis.Redis`` or ``redis.cluster.RedisCluster`` is wrapped in
+    a :class:`~dsprims.backends.redis.RedisBackend`, a started ``KazooClient`` in a
+    :class:`~dsprims.backends.zookeeper.ZooKeeperBackend` (the client stays the caller's: closing
+    the primitive leaves it open); a backend object is returned as it is.
     """
     if backend is None:
         return MemoryBackend()
@@ -228,13 +270,23 @@ def resolve_backend(backend: object) -> Any:
         return backend_from_url(backend)
     if getattr(backend, "kind", None) in ("memory", "redis", "zookeeper"):
         return backend
-    raise TypeError(
-        f"backend must be a backend object or a URL string, got {type(backend).__name__}"
-    )
+    kind = client_kind(backend)
+    if kind == "redis":
+        from dsprims.backends.redis import RedisBackend
+
+        return RedisBackend(backend)  # type: ignore[arg-type]
+    if kind == "kazoo":
+        from dsprims.backends.zookeeper import ZooKeeperBackend
+
+        return ZooKeeperBackend(backend)
+    raise _not_a_backend(backend, asyncio=False)
 
 
 def resolve_async_backend(backend: object) -> Any:
-    """The asyncio twin of :func:`resolve_backend`."""
+    """The asyncio twin of :func:`resolve_backend`: it wraps a ``redis.asyncio.Redis`` or
+    ``redis.asyncio.RedisCluster`` in an :class:`~dsprims.backends.redis.AsyncRedisBackend`
+    (and a ``KazooClient`` in a ``ZooKeeperBackend``, which the asyncio ZooKeeper primitives
+    take)."""
     if backend is None:
         return AsyncMemoryBackend()
     if isinstance(backend, str):
@@ -243,6 +295,13 @@ def resolve_async_backend(backend: object) -> Any:
         return AsyncMemoryBackend(backend)
     if getattr(backend, "kind", None) in ("memory", "redis", "zookeeper"):
         return backend
-    raise TypeError(
-        f"backend must be a backend object or a URL string, got {type(backend).__name__}"
-    )
+    kind = client_kind(backend)
+    if kind == "aredis":
+        from dsprims.backends.redis import AsyncRedisBackend
+
+        return AsyncRedisBackend(backend)  # type: ignore[arg-type]
+    if kind == "kazoo":
+        from dsprims.backends.zookeeper import ZooKeeperBackend
+
+        return ZooKeeperBackend(backend)
+    raise _not_a_backend(backend, asyncio=True)

@@ -36,6 +36,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from dsprims.backends.base import DEFAULT_PREFIX, check_name, check_prefix, namespaced_key
 from dsprims.backends.memory import AsyncMemoryBackend, MemoryBackend
+from dsprims.backends.url import client_kind, resolve_async_backend, resolve_backend
 from dsprims.breaker._engine import IGNORED, ExceptionFilter, ResultPredicate, _Engine
 from dsprims.breaker.core import (
     FAILURE,
@@ -280,6 +281,8 @@ class _BreakerBase:
 
             backend = (async_backend_from_url if self._is_async else backend_from_url)(backend)
             self._owned_backend = backend
+        elif client_kind(backend) in ("redis", "aredis"):  # a redis-py client: the caller's
+            backend = (resolve_async_backend if self._is_async else resolve_backend)(backend)
         if backend is None:
             self._engine = make()
         elif isinstance(backend, MemoryBackend):

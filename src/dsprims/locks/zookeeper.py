@@ -137,9 +137,14 @@ def _resolve(backend: object) -> tuple[ZooKeeperBackend, bool]:
             made.close()
             raise ConfigurationError(f"backend must be a zookeeper:// URL, got {backend!r}")
         return made, True
+    from dsprims.backends.url import client_kind
+
+    if client_kind(backend) == "kazoo":  # a started KazooClient: the caller's to close
+        return ZooKeeperBackend(backend), False
     if not isinstance(backend, ZooKeeperBackend):
         raise ConfigurationError(
-            f"backend must be a ZooKeeperBackend or a zookeeper:// URL, got {backend!r}"
+            f"backend must be a ZooKeeperBackend, a KazooClient or a zookeeper:// URL, "
+            f"got {backend!r}"
         )
     return backend, False
 
