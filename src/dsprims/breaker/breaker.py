@@ -576,7 +576,8 @@ class CircuitBreaker(_BreakerBase):
             after each recorded outcome; runs under the lock, so keep it fast and pure.
         clock: time source (default: the system clock).
         backend: None (a private in-process breaker), a ``MemoryBackend`` (breakers of the
-            same name on it share state), or a URL.
+            same name on it share state), a Redis backend, URL or redis-py client (fleet
+            mode; a client passed in stays yours to close).
         prefix: key namespace on the backend.
         rng: random source for jitter (default: a private ``random.Random``).
 

@@ -581,7 +581,9 @@ class RedisLock(LockBase):
 
     Args:
         name: the lock name (any non-empty string; data, never code).
-        backend: a :class:`~dsprims.RedisBackend` or a ``redis://`` / ``redis+cluster://`` URL.
+        backend: a :class:`~dsprims.RedisBackend`, a ``redis://`` / ``redis+cluster://`` URL,
+            or a redis-py client (``redis.asyncio`` for :class:`AsyncRedisLock`; it stays
+            yours to close).
         ttl: lease length in seconds.
         auto_renew: renew held leases from the shared watchdog thread until released.
         on_lost: ``on_lost(lease)``, called once when a lease is found lost.

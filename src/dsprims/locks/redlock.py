@@ -705,8 +705,9 @@ class Redlock(LockBase):
 
     Args:
         name: the lock name.
-        backends: the servers (:class:`~dsprims.RedisBackend` objects or ``redis://`` URLs),
-            ideally an odd number (3 or 5) of independent, non-replicated standalone servers.
+        backends: the servers (:class:`~dsprims.RedisBackend` objects, ``redis://`` URLs or
+            redis-py clients), ideally an odd number (3 or 5) of independent, non-replicated
+            standalone servers.
         ttl: lease length in seconds.
         auto_renew: renew held leases from the shared watchdog thread (needs a majority).
         on_lost: ``on_lost(lease)``, called once when a lease is found lost.

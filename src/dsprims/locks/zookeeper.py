@@ -1004,7 +1004,8 @@ class ZooKeeperLock(_ZooKeeperLockBase):
 
     Args:
         name: the lock name (any non-empty string; it is encoded into one znode name).
-        backend: a :class:`~dsprims.ZooKeeperBackend` or a ``zookeeper://`` URL.
+        backend: a :class:`~dsprims.ZooKeeperBackend`, a started ``KazooClient`` (stays
+            yours to stop) or a ``zookeeper://`` URL.
         prefix: the top znode of dsprims data (default ``"dsprims"``).
         session_timeout: seconds used for the local lease deadline; defaults to the client's
             session timeout (pass the negotiated value if the server lowers it).

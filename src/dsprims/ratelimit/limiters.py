@@ -815,8 +815,9 @@ class TokenBucket(_BucketSettings, _SyncLimiter):
     Args:
         rate: tokens added per second (> 0, at most 1e6).
         capacity: bucket size, a whole number >= 1.
-        backend: a backend object or URL (``memory://``, ``redis://…``,
-            ``redis+cluster://…``); default a fresh in-memory backend.
+        backend: a backend object, a URL (``memory://``, ``redis://…``,
+            ``redis+cluster://…``) or a redis-py client (``redis.asyncio`` for the asyncio
+            limiters; it stays yours to close); default a fresh in-memory backend.
         clock: time source. Default: the system clock for memory, the Redis server's ``TIME``
             for Redis. Passing one explicitly pins Redis decisions to its wall time.
         prefix: key namespace.
@@ -1187,8 +1188,9 @@ class SlidingWindowLog(_WindowSettings, _SyncLimiter):
     Args:
         limit: the admitted cost per window, a whole number >= 1.
         window: the window in seconds (> 0, at least 1 µs).
-        backend: a backend object or URL (``memory://``, ``redis://…``,
-            ``redis+cluster://…``); default a fresh in-memory backend.
+        backend: a backend object, a URL (``memory://``, ``redis://…``,
+            ``redis+cluster://…``) or a redis-py client (``redis.asyncio`` for the asyncio
+            limiters; it stays yours to close); default a fresh in-memory backend.
         clock: time source. Default: the system clock for memory, the Redis server's ``TIME``
             for Redis. Passing one explicitly pins Redis decisions to its wall time.
         prefix: key namespace.
@@ -1211,8 +1213,9 @@ class SlidingWindowCounter(_WindowSettings, _SyncLimiter):
     Args:
         limit: the count per window, a whole number >= 1.
         window: the window in seconds.
-        backend: a backend object or URL (``memory://``, ``redis://…``,
-            ``redis+cluster://…``); default a fresh in-memory backend.
+        backend: a backend object, a URL (``memory://``, ``redis://…``,
+            ``redis+cluster://…``) or a redis-py client (``redis.asyncio`` for the asyncio
+            limiters; it stays yours to close); default a fresh in-memory backend.
         clock: time source. Default: the system clock for memory, the Redis server's ``TIME``
             for Redis. Passing one explicitly pins Redis decisions to its wall time.
         prefix: key namespace.
