@@ -40,6 +40,14 @@ class TokenMutex:
     late or not at all (two threads racing for one) only delays a waiter, never strands it.
     Like ``threading.Lock``, it is not reentrant and not fair (a running thread may take the
     token back before a woken waiter does).
+
+    Asynchronous exceptions: CPython raises ``KeyboardInterrupt`` (and the exceptions of other
+    signal handlers) at its next check for pending calls, which follows every call. One that
+    fires right as ``pop()`` returns is raised *at* that call, inside its ``try`` block, with
+    the token already taken (``pop()`` itself runs no Python code): every taker therefore
+    catches ``BaseException`` there and gives the token back (:meth:`give_back`) before
+    re-raising, as :meth:`wait` does for its own returns. A ``KeyboardInterrupt`` during the
+    hot path of a rate limiter or a clock thus leaves the mutex free.
     """
 
     __slots__ = ("_wakeups", "append", "pop", "waiters")
@@ -59,34 +67,50 @@ class TokenMutex:
         pop = self.pop
         waiters = self.waiters
         waiters.append(None)
+        got = False
         try:
-            while True:
-                try:
-                    pop()
-                except IndexError:
-                    pass
-                else:
-                    return
-                with contextlib.suppress(queue.Empty):
-                    self._wakeups.get(timeout=_RECHECK_S)
-        finally:
-            waiters.pop()
+            try:
+                while True:
+                    try:
+                        pop()
+                    except IndexError:
+                        pass
+                    except BaseException:  # raised as pop() returned: the token is ours
+                        got = True
+                        raise
+                    else:
+                        got = True
+                        return
+                    with contextlib.suppress(queue.Empty):
+                        self._wakeups.get(timeout=_RECHECK_S)
+            finally:
+                waiters.pop()
+        except BaseException:  # interrupted holding the token: never keep it
+            if got:
+                self.give_back()
+            raise
 
     def wake(self) -> None:
         """Signal the waiters that the token is back (one pending wake-up is enough)."""
         if self._wakeups.empty():
             self._wakeups.put(None)
 
+    def give_back(self, *_exc_info: object) -> None:
+        """Give the token back and wake a waiter if any (also the mutex's ``__exit__``)."""
+        self.append(None)
+        if self.waiters:
+            self.wake()
+
     def __enter__(self) -> None:
         try:
             self.pop()
         except IndexError:
             self.wait()
+        except BaseException:  # raised as pop() returned (see above)
+            self.give_back()
+            raise
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.append(None)
-        if self.waiters:
-            self.wake()
+    __exit__ = give_back
 
 
 class ReentrantMutex:
@@ -97,7 +121,8 @@ class ReentrantMutex:
 
     A hot path takes the token itself, without recording an owner: ``mutex.take()`` (raises
     ``IndexError`` when the token is out), the critical section, then ``mutex.give(None)`` and
-    ``mutex.wake()`` when ``mutex.waiters``. The token being out means some thread holds the
+    ``mutex.wake()`` when ``mutex.waiters``; and on any other exception at ``take()``, give it
+    back and re-raise (see :class:`TokenMutex`). The token being out means some thread holds the
     mutex, possibly the calling thread inside its own ``with mutex:`` block, so on
     ``IndexError`` a hot path must not wait for the token: it takes its ``with mutex:`` route
     instead, which re-enters (same thread) or waits (another thread). For the same reason, a
@@ -134,6 +159,9 @@ class ReentrantMutex:
             self.take()
         except IndexError:
             self._mutex.wait()
+        except BaseException:  # raised as take() returned (see TokenMutex)
+            self._mutex.give_back()
+            raise
         self._owner = me
         self._depth = 1
         return True
@@ -152,7 +180,7 @@ class ReentrantMutex:
         self._depth = depth
         if not depth:
             self._owner = None
-            self.give(None)
+            self.give(None)  # give_back, inlined: every with-block exit runs this
             if self.waiters:
                 self.wake()
 

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from dsprims import ManualClock, MemoryBackend
+from dsprims._mutex import TokenMutex
 from dsprims.backends import AsyncMemoryBackend
 
 
@@ -205,3 +207,56 @@ def test_raw_token_holders_and_with_blocks_exclude_each_other() -> None:
     lock.take()  # the token is back, exactly once
     with pytest.raises(IndexError):
         lock.take()
+
+
+class _InterruptedTake:
+    """Takes the token, then raises as CPython does for a signal that arrives right then."""
+
+    def __init__(self, take: Any) -> None:
+        self.take = take
+        self.armed = True
+
+    def __call__(self) -> None:
+        self.take()
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_as_the_token_is_taken_leaves_the_lock_free() -> None:
+    backend = MemoryBackend()
+    lock = backend.lock
+    lock.take = _InterruptedTake(lock.take)
+    with pytest.raises(KeyboardInterrupt), lock:
+        pass  # never entered
+    with lock:  # free again, and a with-block works
+        backend.transact("k", _incr)
+    assert backend.get("k") == 1
+
+
+def test_an_interrupt_as_a_waiter_takes_the_token_leaves_the_lock_free() -> None:
+    lock = TokenMutex()
+    lock.pop()  # held by "another thread" until the waiter has registered
+    interrupted = _InterruptedTake(lock.pop)
+    lock.pop = interrupted
+    caught: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            lock.wait()
+        except KeyboardInterrupt as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not lock.waiters:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    lock.give_back()
+    thread.join(5)
+    assert len(caught) == 1
+    assert not lock.waiters
+    interrupted.take()  # the token is back, exactly once
+    with pytest.raises(IndexError):
+        interrupted.take()

@@ -757,3 +757,37 @@ def test_a_decision_inside_a_held_backend_lock_reenters_it(algo: str) -> None:
     assert (second.allowed, second.remaining) == (True, 0)
     assert not third.allowed
     assert limiter.try_acquire("k").retry_after == third.retry_after  # and the lock is free
+
+
+@pytest.mark.parametrize("algo", ["token_bucket", "log", "counter"])
+def test_an_interrupt_as_the_fast_path_takes_the_lock_leaves_it_free(algo: str) -> None:
+    # CPython raises KeyboardInterrupt at its next check for pending calls, which follows the
+    # token's take(): raised there, with the token taken. The limiter keeps working after it.
+    backend = MemoryBackend()
+    lock = backend.lock
+    take = lock.take
+    armed = [False]
+
+    def interrupted_take() -> None:
+        take()
+        if armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt
+
+    lock.take = interrupted_take  # before the hot path binds it
+    clock = ManualClock(start=5.0)
+    limiter: Limiter = (
+        TokenBucket(1, 3, backend=backend, clock=clock)
+        if algo == "token_bucket"
+        else SlidingWindowLog(3, 10.0, backend=backend, clock=clock)
+        if algo == "log"
+        else SlidingWindowCounter(3, 10.0, backend=backend, clock=clock)
+    )
+    assert limiter.try_acquire("k").remaining == 2  # remembered: the next call is the fast path
+    armed[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        limiter.try_acquire("k")
+    assert not armed[0]  # the interrupt came from the hot path's take()
+    assert limiter.try_acquire("k").remaining == 1  # the interrupted call consumed nothing
+    with backend.lock:  # and the lock is free
+        pass

@@ -563,6 +563,9 @@ class HybridLogicalClock:
             take()
         except IndexError:  # another thread holds the token
             self._mutex.wait()
+        except BaseException:  # e.g. KeyboardInterrupt as take() returned: give it back
+            self._mutex.give_back()
+            raise
         try:
             pt = time_ns()
             if pt > self._wall:
@@ -605,6 +608,9 @@ class HybridLogicalClock:
             take()
         except IndexError:  # another thread holds the token
             self._mutex.wait()
+        except BaseException:  # e.g. KeyboardInterrupt as take() returned: give it back
+            self._mutex.give_back()
+            raise
         try:
             pt = time_ns()
             if pt > self._wall and remote.__class__ is HLCTimestamp and pt > remote[0]:

@@ -989,6 +989,10 @@ def _fast_live(limiter: _LimiterBase) -> Any:
             take()
         except IndexError:  # the lock is held: wait for it (or re-enter it) there
             return general(key, cost)
+        except BaseException:  # e.g. KeyboardInterrupt as take() returned: give it back
+            give(None)
+            wake()
+            raise
         try:
             t = mono()
             # Not expired, nor detached from the table (deadline -inf); and the log does not
@@ -1102,6 +1106,10 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
             take()
         except IndexError:  # the lock is held: wait for it (or re-enter it) there
             return general(key, cost)
+        except BaseException:  # e.g. KeyboardInterrupt as take() returned: give it back
+            give(None)
+            wake()
+            raise
         try:
             t = mono()
             if t >= entry[1] or t >= 1125899906.842624 or t <= -1125899906.842624:
