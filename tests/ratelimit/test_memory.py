@@ -689,6 +689,13 @@ def test_any_bad_argument_raises_clearly_and_changes_nothing(
     assert limiter.peek("k") == before
 
 
+def _slow_refill(algo: str, limit: int, **kw: Any) -> Limiter:
+    """A limiter admitting ``limit`` at once, then nothing for a while (1/s or a 10 s window)."""
+    if algo == "token_bucket":
+        return TokenBucket(1, limit, **kw)
+    return (SlidingWindowLog if algo == "log" else SlidingWindowCounter)(limit, 10.0, **kw)
+
+
 class _YieldingClock(ManualClock):
     """A frozen clock whose every reading hands the GIL to another thread."""
 
@@ -713,13 +720,7 @@ def test_threads_preempted_inside_the_fast_path_never_over_admit(
 
     monkeypatch.setattr(TokenMutex, "wait", counting_wait)
     clock = _YieldingClock(start=1000.0)
-    limiter: Limiter = (
-        TokenBucket(1, 300, clock=clock)
-        if algo == "token_bucket"
-        else SlidingWindowLog(300, 10.0, clock=clock)
-        if algo == "log"
-        else SlidingWindowCounter(300, 10.0, clock=clock)
-    )
+    limiter = _slow_refill(algo, 300, clock=clock)
     limiter.try_acquire("hot")  # remembered: the next calls take the fast path
     admitted = []
     barrier = threading.Barrier(8)
@@ -743,13 +744,7 @@ def test_a_decision_inside_a_held_backend_lock_reenters_it(algo: str) -> None:
     # fast path finds the token out and must not wait for it (the holder is this thread).
     backend = MemoryBackend()
     clock = ManualClock(start=5.0)
-    limiter: Limiter = (
-        TokenBucket(1, 2, backend=backend, clock=clock)
-        if algo == "token_bucket"
-        else SlidingWindowLog(2, 10.0, backend=backend, clock=clock)
-        if algo == "log"
-        else SlidingWindowCounter(2, 10.0, backend=backend, clock=clock)
-    )
+    limiter = _slow_refill(algo, 2, backend=backend, clock=clock)
     limiter.try_acquire("k")
     with backend.lock:
         second = limiter.try_acquire("k")
@@ -776,13 +771,7 @@ def test_an_interrupt_as_the_fast_path_takes_the_lock_leaves_it_free(algo: str) 
 
     lock.take = interrupted_take  # before the hot path binds it
     clock = ManualClock(start=5.0)
-    limiter: Limiter = (
-        TokenBucket(1, 3, backend=backend, clock=clock)
-        if algo == "token_bucket"
-        else SlidingWindowLog(3, 10.0, backend=backend, clock=clock)
-        if algo == "log"
-        else SlidingWindowCounter(3, 10.0, backend=backend, clock=clock)
-    )
+    limiter = _slow_refill(algo, 3, backend=backend, clock=clock)
     assert limiter.try_acquire("k").remaining == 2  # remembered: the next call is the fast path
     armed[0] = True
     with pytest.raises(KeyboardInterrupt):

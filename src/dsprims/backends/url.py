@@ -238,20 +238,29 @@ def client_kind(client: object) -> str | None:
     return None
 
 
-def _not_a_backend(backend: object, *, asyncio: bool) -> TypeError:
-    kind = client_kind(backend)
-    if kind == "aredis" and not asyncio:
-        return TypeError(
+def _wrap_client(client: object, *, asyncio: bool) -> Any:
+    """A backend around a driver's client (the caller's: the backend will not close it)."""
+    kind = client_kind(client)
+    if kind == ("aredis" if asyncio else "redis"):
+        from dsprims.backends.redis import AsyncRedisBackend, RedisBackend
+
+        return (AsyncRedisBackend if asyncio else RedisBackend)(client)  # type: ignore[arg-type]
+    if kind == "kazoo":
+        from dsprims.backends.zookeeper import ZooKeeperBackend
+
+        return ZooKeeperBackend(client)
+    if kind == "aredis":
+        raise TypeError(
             "backend is a redis.asyncio client: use the primitive's Async twin, "
             "or pass a redis.Redis / redis.cluster.RedisCluster"
         )
-    if kind == "redis" and asyncio:
-        return TypeError(
+    if kind == "redis":
+        raise TypeError(
             "backend is a sync redis client: asyncio primitives need a redis.asyncio client"
         )
-    return TypeError(
+    raise TypeError(
         f"backend must be a backend object, a URL string or a redis-py / kazoo client, "
-        f"got {type(backend).__name__}"
+        f"got {type(client).__name__}"
     )
 
 
@@ -270,16 +279,7 @@ def resolve_backend(backend: object) -> Any:
         return backend_from_url(backend)
     if getattr(backend, "kind", None) in ("memory", "redis", "zookeeper"):
         return backend
-    kind = client_kind(backend)
-    if kind == "redis":
-        from dsprims.backends.redis import RedisBackend
-
-        return RedisBackend(backend)  # type: ignore[arg-type]
-    if kind == "kazoo":
-        from dsprims.backends.zookeeper import ZooKeeperBackend
-
-        return ZooKeeperBackend(backend)
-    raise _not_a_backend(backend, asyncio=False)
+    return _wrap_client(backend, asyncio=False)
 
 
 def resolve_async_backend(backend: object) -> Any:
@@ -295,13 +295,4 @@ def resolve_async_backend(backend: object) -> Any:
         return AsyncMemoryBackend(backend)
     if getattr(backend, "kind", None) in ("memory", "redis", "zookeeper"):
         return backend
-    kind = client_kind(backend)
-    if kind == "aredis":
-        from dsprims.backends.redis import AsyncRedisBackend
-
-        return AsyncRedisBackend(backend)  # type: ignore[arg-type]
-    if kind == "kazoo":
-        from dsprims.backends.zookeeper import ZooKeeperBackend
-
-        return ZooKeeperBackend(backend)
-    raise _not_a_backend(backend, asyncio=True)
+    return _wrap_client(backend, asyncio=True)
