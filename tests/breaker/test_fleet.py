@@ -380,3 +380,50 @@ def test_successful_closed_calls_cost_no_round_trip(redis_server: Any, key_prefi
         backend._execute = original
         b.close()
         backend.close()
+
+
+async def test_a_trial_cancelled_in_its_fleet_round_trip_hands_the_permit_back(
+    redis_server: Any, key_prefix: str
+) -> None:
+    # The permit request is on the wire when the caller is cancelled (the server is frozen):
+    # Redis grants it once thawed, and the breaker hands it back, so the fleet's only trial
+    # permit goes to the next caller instead of being held until max_half_open_wait.
+    clock = ManualClock(start=1_000_000.0)
+
+    def fleet_breaker() -> AsyncCircuitBreaker:
+        return AsyncCircuitBreaker(
+            "acancel",
+            backend=redis_server.url,
+            prefix=key_prefix,
+            minimum_calls=1,
+            window_size=1,
+            half_open_calls=1,
+            open_duration=5.0,
+            clock=clock,
+        )
+
+    async def fail() -> None:
+        raise Boom
+
+    b, other = fleet_breaker(), fleet_breaker()
+    try:
+        assert await other.call(_aok) == 1  # subscribed before the trip
+        with pytest.raises(Boom):
+            await b.call(fail)
+        clock.advance(5.0)  # the open period is over: the next call asks Redis for the permit
+        redis_server.freeze()
+        try:
+            task = asyncio.ensure_future(b.call(_aok))
+            await asyncio.sleep(0.2)
+            assert not task.done()  # its request waits on the frozen server
+            task.cancel()
+            await asyncio.sleep(0.05)
+        finally:
+            redis_server.thaw()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await other.call(_aok) == 1  # the permit came back: this call was the trial
+        assert state_of(other) is BreakerState.CLOSED
+    finally:
+        await b.aclose()
+        await other.aclose()
