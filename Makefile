@@ -8,7 +8,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 # pytest-xdist is not used: session-scoped test servers are shared by the whole run.
 PYTEST_ARGS ?=
 
-.PHONY: all demo test bench lint format typecheck docs servers clean
+.PHONY: all demo test test-oldest bench lint format typecheck docs servers clean
 
 all: lint test
 
@@ -31,6 +31,26 @@ servers:
 test: $(STAMP) servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The oldest redis-py that pyproject.toml accepts, against every test that talks to Redis: the
+# direct lock path and the fleet breaker lean on redis-py details that changed across releases.
+OLDEST_REDIS := 5.0.8
+OLD_VENV := .venv-oldest
+OLD_STAMP := $(OLD_VENV)/.installed-$(OLDEST_REDIS)
+
+$(OLD_STAMP): pyproject.toml
+	@test -x $(OLD_VENV)/bin/python || $(PYTHON) -m venv $(OLD_VENV)
+	@$(OLD_VENV)/bin/python -m pip install $(PIP_FLAGS) 'redis==$(OLDEST_REDIS)' mmh3 kazoo \
+		pytest pytest-asyncio pytest-timeout hypothesis 2>&1 | grep -v '^WARNING: Location' || true
+	@$(OLD_VENV)/bin/python -m pip install $(PIP_FLAGS) --no-deps -e . 2>&1 \
+		| grep -v '^WARNING: Location' || true
+	@$(OLD_VENV)/bin/python -c 'import dsprims, redis; assert redis.__version__ == "$(OLDEST_REDIS)"' \
+		|| { echo "bootstrap of $(OLD_VENV) failed"; exit 1; }
+	@touch $(OLD_STAMP)
+
+test-oldest: $(OLD_STAMP) servers
+	$(OLD_VENV)/bin/python -m pytest tests/backends tests/locks tests/ratelimit tests/breaker \
+		$(PYTEST_ARGS)
+
 bench: $(STAMP) servers
 	$(PY) -m pytest benchmarks -p no:randomly --benchmark-only \
 		--benchmark-json=benchmarks/.last-run.json -o addopts="" -o testpaths=benchmarks \
@@ -50,4 +70,4 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
+	rm -rf $(VENV) $(OLD_VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

@@ -427,3 +427,40 @@ async def test_a_trial_cancelled_in_its_fleet_round_trip_hands_the_permit_back(
     finally:
         await b.aclose()
         await other.aclose()
+
+
+async def test_an_async_client_without_pub_sub_polls_the_shared_state(
+    redis_server: Any, key_prefix: str
+) -> None:
+    # redis-py before 8.0 has no pub/sub on its asyncio RedisCluster: such a breaker reads the
+    # shared state every 0.2 s instead, and still learns of another process's trip by itself.
+    from redis.asyncio import Redis
+
+    from dsprims import AsyncRedisBackend
+
+    class NoPubSub(Redis):
+        @property
+        def pubsub(self) -> Any:
+            raise AttributeError("pubsub")
+
+    client = NoPubSub(host="127.0.0.1", port=redis_server.port)
+    kw: dict[str, Any] = {"prefix": key_prefix, "minimum_calls": 1, "window_size": 1}
+    polled = AsyncCircuitBreaker("apoll", backend=AsyncRedisBackend(client), **kw)
+    tripper = AsyncCircuitBreaker("apoll", backend=redis_server.url, **kw)
+
+    async def fail() -> None:
+        raise Boom
+
+    try:
+        assert await polled.call(_aok) == 1  # starts its link: the poller
+        opened = asyncio.Event()
+        polled.on_state_change(lambda e: opened.set() if e.to_state is BreakerState.OPEN else None)
+        with pytest.raises(Boom):
+            await tripper.call(fail)
+        await asyncio.wait_for(opened.wait(), 5)  # read by the poller, no call needed
+        with pytest.raises(CircuitOpenError):
+            await polled.call(_aok)
+    finally:
+        await polled.aclose()
+        await tripper.aclose()
+        await client.aclose()

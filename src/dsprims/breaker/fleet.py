@@ -57,6 +57,9 @@ _CODES = {
 }
 _STATES = {code: state for state, code in _CODES.items()}
 SCRIPT = "breaker_sync"
+#: How often an asyncio breaker on a Redis Cluster reads the shared state when its client has
+#: no pub/sub (redis-py before 8.0), in seconds.
+_POLL_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +274,9 @@ class AsyncFleetLink(_LinkBase):
         on_message: Callable[[int, BreakerSnapshot], None],
         resync: Callable[[], Any],
     ) -> None:
+        if not hasattr(self.backend.client, "pubsub"):
+            await self._poll(resync)
+            return
         while not self._closed:
             pubsub = None
             try:
@@ -292,6 +298,19 @@ class AsyncFleetLink(_LinkBase):
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(pubsub.aclose())
+
+    async def _poll(self, resync: Callable[[], Any]) -> None:
+        # redis-py before 8.0 has no pub/sub on its asyncio RedisCluster: read the shared state
+        # every _POLL_S seconds instead, so other processes' transitions arrive that late at
+        # most (a CAS reply still carries them at once).
+        while not self._closed:
+            try:
+                await resync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("breaker poller %s: %s", self.channel, exc)
+            await asyncio.sleep(_POLL_S)
 
     async def aclose(self) -> None:
         """Stop the subscriber task."""

@@ -186,6 +186,17 @@ def _text(raw: object) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+def _pool_exhausted(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is redis-py's "no connection to spare": ``MaxConnectionsError`` from the
+    asyncio pool of redis-py 7.2 on, a ``ConnectionError("Too many connections")`` before."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import MaxConnectionsError
+
+    if isinstance(exc, MaxConnectionsError):
+        return True
+    return isinstance(exc, RedisConnectionError) and str(exc) == "Too many connections"
+
+
 class _Scripts:
     """Keys and script arguments of one lock name: shared by the sync and asyncio stores."""
 
@@ -515,14 +526,12 @@ class _AsyncRedisLockStore(_StoreCommands):
         short pause (others finish meanwhile), for at most a wait slice: by then its own BLPOP
         has returned its connection. Any other failure is raised at once.
         """
-        from redis.exceptions import MaxConnectionsError
-
         pause, waited = 0.001, 0.0
         while True:
             try:
                 return await command()
             except BackendUnavailable as exc:
-                if not isinstance(exc.__cause__, MaxConnectionsError) or waited > self.wait_slice:
+                if not _pool_exhausted(exc.__cause__) or waited > self.wait_slice:
                     raise
             await asyncio.sleep(pause)
             waited += pause
