@@ -31,25 +31,30 @@ servers:
 test: $(STAMP) servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The oldest redis-py that pyproject.toml accepts, against every test that talks to Redis: the
-# direct lock path and the fleet breaker lean on redis-py details that changed across releases.
+# The oldest redis-py and kazoo that pyproject.toml accepts, against every test that talks to
+# Redis or ZooKeeper: the direct lock path, the fleet breaker and the ZooKeeper backend lean on
+# driver details that changed across releases.
 OLDEST_REDIS := 5.0.8
+OLDEST_KAZOO := 2.9.0
 OLD_VENV := .venv-oldest
-OLD_STAMP := $(OLD_VENV)/.installed-$(OLDEST_REDIS)
+OLD_STAMP := $(OLD_VENV)/.installed-$(OLDEST_REDIS)-$(OLDEST_KAZOO)
 
 $(OLD_STAMP): pyproject.toml
 	@test -x $(OLD_VENV)/bin/python || $(PYTHON) -m venv $(OLD_VENV)
-	@$(OLD_VENV)/bin/python -m pip install $(PIP_FLAGS) 'redis==$(OLDEST_REDIS)' mmh3 kazoo \
-		pytest pytest-asyncio pytest-timeout hypothesis 2>&1 | grep -v '^WARNING: Location' || true
+	@$(OLD_VENV)/bin/python -m pip install $(PIP_FLAGS) 'redis==$(OLDEST_REDIS)' \
+		'kazoo==$(OLDEST_KAZOO)' mmh3 pytest pytest-asyncio pytest-timeout hypothesis 2>&1 \
+		| grep -v '^WARNING: Location' || true
 	@$(OLD_VENV)/bin/python -m pip install $(PIP_FLAGS) --no-deps -e . 2>&1 \
 		| grep -v '^WARNING: Location' || true
-	@$(OLD_VENV)/bin/python -c 'import dsprims, redis; assert redis.__version__ == "$(OLDEST_REDIS)"' \
+	@$(OLD_VENV)/bin/python -c 'import dsprims, redis, kazoo.client; \
+		from importlib.metadata import version as v; \
+		assert (v("redis"), v("kazoo")) == ("$(OLDEST_REDIS)", "$(OLDEST_KAZOO)")' \
 		|| { echo "bootstrap of $(OLD_VENV) failed"; exit 1; }
 	@touch $(OLD_STAMP)
 
 test-oldest: $(OLD_STAMP) servers
-	$(OLD_VENV)/bin/python -m pytest tests/backends tests/locks tests/ratelimit tests/breaker \
-		$(PYTEST_ARGS)
+	$(OLD_VENV)/bin/python -m pytest tests/backends tests/locks tests/locks_zk tests/ratelimit \
+		tests/breaker $(PYTEST_ARGS)
 
 bench: $(STAMP) servers
 	$(PY) -m pytest benchmarks -p no:randomly --benchmark-only \

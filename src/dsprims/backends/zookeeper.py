@@ -45,7 +45,9 @@ _UNAVAILABLE = (
     kexc.SessionExpiredError,
     kexc.SessionMovedError,
     kexc.OperationTimeoutError,
-    kexc.RequestTimeoutError,
+    # The server's request timeout has its own class from kazoo 2.11 on (a bare ZookeeperError
+    # before, which stays a BackendError).
+    *((kexc.RequestTimeoutError,) if hasattr(kexc, "RequestTimeoutError") else ()),
     kexc.ZookeeperStoppedError,
     KazooTimeoutError,
     OSError,
