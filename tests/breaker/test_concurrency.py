@@ -212,3 +212,36 @@ def test_rejections_are_counted_exactly_across_threads() -> None:
     assert b.metrics().not_permitted_calls == 8000
     b.reset()
     assert b.metrics().not_permitted_calls == 0
+
+
+@pytest.mark.parametrize("window_type", ["count", "time"])
+def test_an_interrupt_as_a_success_takes_the_lock_leaves_it_free(window_type: str) -> None:
+    # CPython raises KeyboardInterrupt at its next check for pending calls, which follows the
+    # mutex token's take(): raised there, with the token taken. The breaker keeps working.
+    b = CircuitBreaker(
+        "interrupted",
+        window_type=window_type,  # type: ignore[arg-type]
+        window_size=10,
+        minimum_calls=10,
+        clock=ManualClock(),
+    )
+    with contextlib.suppress(ZeroDivisionError):
+        b.call(lambda: 1 / 0)  # a failure in the window: successes take the lock
+    engine = b._engine
+    take = engine._take
+    armed = [True]
+
+    def interrupted_take() -> None:
+        take()
+        if armed.pop():
+            raise KeyboardInterrupt
+
+    engine._take = interrupted_take
+    with pytest.raises(KeyboardInterrupt):
+        b.call(lambda: 1)
+    assert not armed  # the interrupt came from the success's take()
+    armed.append(False)
+    assert b.call(lambda: 2) == 2  # the lock is free: this success is recorded
+    with contextlib.suppress(ZeroDivisionError):
+        b.call(lambda: 1 / 0)
+    assert (b.metrics().calls, b.metrics().failed_calls) == (3, 2)

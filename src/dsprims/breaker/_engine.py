@@ -19,13 +19,13 @@ import asyncio
 import itertools
 import logging
 import math
-import queue
 import random
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from dsprims._mutex import TokenMutex
 from dsprims.breaker.core import (
     FAILURE,
     NO_TRANSITIONS,
@@ -73,29 +73,6 @@ Compute = Callable[[BreakerSnapshot, float], tuple[Any, BreakerSnapshot, Trs]]
 _MAX_TRIES = 16
 
 
-class _Mutex(queue.SimpleQueue[None]):
-    """The engine's lock: a binary semaphore, one token in a ``queue.SimpleQueue``.
-
-    ``get()`` takes the token (blocking in C while another thread holds it) and ``put(None)``
-    gives it back and wakes a waiter, so it excludes like a ``threading.Lock`` and, like one,
-    is correct without the GIL (SimpleQueue is thread-safe in free-threaded builds too). The
-    hot paths call the bound ``get``/``put`` directly: on CPython 3.11 the pair costs about
-    half of ``Lock.acquire``/``release``, whose acquire runs the generic keyword-argument
-    parser on every call. ``with mutex:`` works for the slow paths.
-    """
-
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.put(None)
-
-    __enter__ = queue.SimpleQueue.get
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.put(None)
-
-
 def _matches(filt: ExceptionFilter, exc: BaseException) -> bool:
     if isinstance(filt, tuple):
         return isinstance(exc, filt)
@@ -108,12 +85,13 @@ class _Engine:
     # Slots: every hot-path attribute read is a fixed-offset load (LOAD_ATTR_SLOT) instead of
     # a hinted dict lookup; the engine has more attributes than CPython shares keys for.
     __slots__ = (
-        "_acquire",
         "_full",
+        "_give",
         "_quiet_possible",
-        "_release",
+        "_take",
         "_tick_base",
         "_tick_reads",
+        "_waiters",
         "alink",
         "call_listeners",
         "clock",
@@ -167,7 +145,7 @@ class _Engine:
         self.record_filter = record
         self.ignore_filter = ignore
         self.record_result = record_result
-        self.lock = _Mutex()
+        self.lock = TokenMutex()
         self.window = make_window(params, trip_predicate)
         self.needs_now = params.window_type == "time"
         self.timed = params.slow_call_duration is not None
@@ -202,10 +180,11 @@ class _Engine:
         self._full = int(params.window_size)
         #: Outcomes need nothing but the window: :meth:`success` may stand in for ``finish``.
         self.plain = not self.timed and record_result is None
-        # Bound once: the hot paths call the token's get/put without attribute lookups and
-        # without the ``with`` protocol (see _Mutex).
-        self._acquire: Callable[[], None] = self.lock.get
-        self._release: Callable[[None], None] = self.lock.put
+        # Bound once: the hot paths take and give the mutex's token without attribute lookups
+        # and without the ``with`` protocol (see dsprims._mutex.TokenMutex).
+        self._take: Callable[[], None] = self.lock.pop
+        self._give: Callable[[None], None] = self.lock.append
+        self._waiters = self.lock.waiters
         #: ``success(generation)``: :meth:`finish` for the common case only, an untimed
         #: success outside half-open. The shells call it when :attr:`plain` holds (no timing,
         #: no result predicate, no call listeners): one lock, one window update, one
@@ -410,8 +389,14 @@ class _Engine:
 
     def _success_any(self, generation: int) -> Steps | None:
         # ``success`` for any window (a trip predicate switches the specialised ones off).
-        acquire, release = self._acquire, self._release
-        acquire()
+        take, give = self._take, self._give
+        try:
+            take()
+        except IndexError:  # another thread holds the token
+            self.lock.wait()
+        except BaseException:  # e.g. KeyboardInterrupt as take() returned: give it back
+            self.lock.give_back()
+            raise
         try:
             if generation != self.closed_gen:
                 return None
@@ -423,13 +408,21 @@ class _Engine:
                 return None
             follow = self._trip_locked(generation, reason)
         finally:
-            release(None)
+            give(None)
+            if self._waiters:
+                self.lock.wake()
         return self._finish(follow)
 
     def _success_count(self, generation: int) -> Steps | None:
         # ``success`` for a count window without a trip predicate.
-        acquire, release = self._acquire, self._release
-        acquire()
+        take, give = self._take, self._give
+        try:
+            take()
+        except IndexError:  # another thread holds the token
+            self.lock.wait()
+        except BaseException:  # e.g. KeyboardInterrupt as take() returned: give it back
+            self.lock.give_back()
+            raise
         try:
             if generation != self.closed_gen:
                 return None
@@ -449,13 +442,21 @@ class _Engine:
                 return None
             follow = self._trip_locked(generation, reason)
         finally:
-            release(None)
+            give(None)
+            if self._waiters:
+                self.lock.wake()
         return self._finish(follow)
 
     def _success_time(self, generation: int) -> Steps | None:
         # ``success`` for a time window without a trip predicate.
-        acquire, release = self._acquire, self._release
-        acquire()
+        take, give = self._take, self._give
+        try:
+            take()
+        except IndexError:  # another thread holds the token
+            self.lock.wait()
+        except BaseException:  # e.g. KeyboardInterrupt as take() returned: give it back
+            self.lock.give_back()
+            raise
         try:
             if generation != self.closed_gen:
                 return None
@@ -475,7 +476,9 @@ class _Engine:
                 return None
             follow = self._trip_locked(generation, reason)
         finally:
-            release(None)
+            give(None)
+            if self._waiters:
+                self.lock.wake()
         return self._finish(follow)
 
     def _finish(self, follow: Steps | None) -> Steps | None:
