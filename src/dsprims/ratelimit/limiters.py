@@ -1061,10 +1061,10 @@ def _fast_gcra(limiter: _LimiterBase) -> Any:
     Everything is bound once in a closure, and each key remembers its entry list
     (:func:`_entry_cache`). A decision is then one dict lookup, the backend lock's token taken
     and given back (two C calls, see :func:`_hot_bindings`), one clock read, the arithmetic,
-    and the result tuple. Anything unusual (a new or expired key, a
-    key that is not exactly a ``str`` (an object merely equal to a remembered key must still be
-    rejected), a cost that fails the checks, a clock or a stored time beyond the exact float
-    range) takes the general path, which runs the core itself and raises the errors.
+    and the result tuple. Anything unusual (a new or expired key, a key that is not exactly a
+    ``str`` (an object merely equal to a remembered key must still be rejected), a cost that
+    fails the checks, a clock or a stored time beyond the exact float range) takes the general
+    path, which runs the core itself and raises the errors.
     """
     algo = limiter._algo
     assert isinstance(algo, _Gcra)
