@@ -5,9 +5,10 @@ generic keyword-argument parser on every ``acquire``: on CPython 3.11 an unconte
 acquire/release pair costs about as much as a whole rate-limit decision's arithmetic. The
 mutexes here keep the uncontended case to two C calls on a ``collections.deque``.
 
-* :class:`TokenMutex`: not reentrant, the building block (the hybrid logical clock's lock).
+* :class:`TokenMutex`: not reentrant, the building block (the lock of the hybrid logical clock
+  and of the circuit breaker).
 * :class:`ReentrantMutex`: reentrant for ``with`` blocks, and exposes the raw token to hot paths
-  (the memory backend's lock).
+  (the memory backend's lock, taken raw by the rate limiters).
 """
 
 from __future__ import annotations

@@ -109,10 +109,10 @@ class MemoryBackend:
         Layout: ``key -> [state, deadline, clock]``, the deadline read on ``clock.monotonic()``.
         A caller holding :attr:`lock` (through ``with``, or its raw token) may read an entry
         and, when its deadline has not passed, replace ``entry[0]`` (the state) and
-        ``entry[1]`` (the deadline) in place. Creating and
-        deleting keys must go through :meth:`transact` and :meth:`delete`, which keep the sweep
-        accounting. The rate limiters use this: the generic :meth:`transact` call would
-        otherwise cost more than the decision itself.
+        ``entry[1]`` (the deadline) in place. Creating and deleting keys must go through
+        :meth:`transact` and :meth:`delete`, which keep the sweep accounting. The rate limiters
+        use this: the generic :meth:`transact` call would otherwise cost more than the decision
+        itself.
 
         Entry lists are never reused: a write makes a new list, and a list that leaves the
         table (replaced, deleted, expired or swept) gets the deadline ``-inf`` and the state
