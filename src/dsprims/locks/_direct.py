@@ -269,6 +269,18 @@ class _Deadlines:
             self._arm(min(reads.values()))
 
 
+class _NoDeadline:
+    """The deadlines of a read without a socket timeout: nothing to stop."""
+
+    __slots__ = ()
+
+    def stop(self, reader: asyncio.StreamReader) -> None:
+        pass
+
+
+_NO_DEADLINE = _NoDeadline()
+
+
 class _ReadTimeout(Exception):
     """A direct read outlasted the connection's socket timeout."""
 
@@ -395,12 +407,14 @@ class AsyncDirect:
             return await self._guarded(self._exchange(conn, packed, None), inflight, handle)
         writer.write(packed)
         timeout = conn.socket_timeout
-        deadlines = self._deadlines
+        deadlines: _Deadlines | _NoDeadline = _NO_DEADLINE
         if timeout is not None:
             loop = asyncio.get_running_loop()
-            if deadlines is None or deadlines._loop is not loop:
-                deadlines = self._deadlines = _Deadlines(loop)
-            deadlines.start(reader, timeout)
+            timed = self._deadlines
+            if timed is None or timed._loop is not loop:
+                timed = self._deadlines = _Deadlines(loop)
+            timed.start(reader, timeout)
+            deadlines = timed
         try:
             data = await reader.read(READ_SIZE)
         except asyncio.CancelledError:
@@ -410,16 +424,14 @@ class AsyncDirect:
                 inflight[handle] = task
             raise
         except Exception as exc:  # an OSError of the transport, or _ReadTimeout
-            if deadlines is not None:
-                deadlines.stop(reader)
+            deadlines.stop(reader)
             error = _read_error(conn, exc)
             return await self._guarded(self._exchange(conn, packed, error), inflight, handle)
         except BaseException:
             _background(self._drop(conn))
             raise
         if data[:1] == b">":  # a RESP3 push message ahead of the reply
-            if deadlines is not None:
-                deadlines.stop(reader)
+            deadlines.stop(reader)
             await self._unread_push(conn, reader, data)
             return await self._guarded(self._exchange(conn, packed, _SENT), inflight, handle)
         try:
@@ -428,12 +440,10 @@ class AsyncDirect:
             coro = self._rest(conn, reader, packed, data, deadlines)
             return await self._guarded(coro, inflight, handle)
         except Exception:
-            if deadlines is not None:
-                deadlines.stop(reader)
+            deadlines.stop(reader)
             await self._drop(conn)
             raise
-        if deadlines is not None:
-            deadlines.stop(reader)
+        deadlines.stop(reader)
         return await self._settle(conn, reader, packed, reply, data, end, inflight, handle)
 
     async def _rest(
@@ -442,7 +452,7 @@ class AsyncDirect:
         reader: asyncio.StreamReader,
         packed: bytes,
         data: bytes,
-        deadlines: _Deadlines | None,
+        deadlines: _Deadlines | _NoDeadline,
     ) -> Any:
         """Finish reading a reply begun in ``data`` from ``reader`` (the stream the command
         went out with, even if ``conn`` was disconnected since) under the same deadline, and
@@ -465,19 +475,16 @@ class AsyncDirect:
                     break
                 data += more
         except Exception as exc:
-            if deadlines is not None:
-                deadlines.stop(reader)
+            deadlines.stop(reader)
             if isinstance(exc, _ReadTimeout | OSError | RedisConnectionError):
                 return await self._exchange(conn, packed, _read_error(conn, exc))  # retried
             await self._drop(conn)
             raise
         except BaseException:
-            if deadlines is not None:
-                deadlines.stop(reader)
+            deadlines.stop(reader)
             await self._drop(conn)
             raise
-        if deadlines is not None:
-            deadlines.stop(reader)
+        deadlines.stop(reader)
         if push:
             await self._unread_push(conn, reader, more)  # right after the read (see _unread)
             return await self._exchange(conn, packed, _SENT)
