@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import threading
-import time
-from typing import Any
 
 import pytest
 
 from dsprims import ManualClock, MemoryBackend
-from dsprims._mutex import TokenMutex
 from dsprims.backends import AsyncMemoryBackend
+from tests.interrupts import InterruptedTake
 
 
 def _incr(old: int | None) -> tuple[int, int]:
@@ -163,100 +161,12 @@ def test_the_backend_lock_is_reentrant_and_excludes_other_threads() -> None:
         lock.release()
 
 
-def test_raw_token_holders_and_with_blocks_exclude_each_other() -> None:
-    # Hot paths take the token without recording an owner; `with` users record one. Mixed
-    # users on eight threads, each yielding inside its critical section, lose no update.
-    backend = MemoryBackend()
-    lock = backend.lock
-    shared = {"n": 0}
-    per_thread = 300
-
-    def raw() -> None:
-        for _ in range(per_thread):
-            try:
-                lock.take()
-            except IndexError:
-                with lock:
-                    seen = shared["n"]
-                    time.sleep(0)
-                    shared["n"] = seen + 1
-                continue
-            try:
-                seen = shared["n"]
-                time.sleep(0)  # another thread runs while the token is out
-                shared["n"] = seen + 1
-            finally:
-                lock.give(None)
-                if lock.waiters:
-                    lock.wake()
-
-    def nested() -> None:
-        for _ in range(per_thread):
-            with lock, lock:
-                seen = shared["n"]
-                time.sleep(0)
-                shared["n"] = seen + 1
-
-    threads = [threading.Thread(target=raw if i % 2 else nested) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert shared["n"] == 8 * per_thread
-    assert not lock.waiters  # every waiter deregistered
-    lock.take()  # the token is back, exactly once
-    with pytest.raises(IndexError):
-        lock.take()
-
-
-class _InterruptedTake:
-    """Takes the token, then raises as CPython does for a signal that arrives right then."""
-
-    def __init__(self, take: Any) -> None:
-        self.take = take
-        self.armed = True
-
-    def __call__(self) -> None:
-        self.take()
-        if self.armed:
-            self.armed = False
-            raise KeyboardInterrupt
-
-
 def test_an_interrupt_as_the_token_is_taken_leaves_the_lock_free() -> None:
     backend = MemoryBackend()
     lock = backend.lock
-    lock.take = _InterruptedTake(lock.take)
+    lock.take = InterruptedTake(lock.take)
     with pytest.raises(KeyboardInterrupt), lock:
         pass  # never entered
     with lock:  # free again, and a with-block works
         backend.transact("k", _incr)
     assert backend.get("k") == 1
-
-
-def test_an_interrupt_as_a_waiter_takes_the_token_leaves_the_lock_free() -> None:
-    lock = TokenMutex()
-    lock.pop()  # held by "another thread" until the waiter has registered
-    interrupted = _InterruptedTake(lock.pop)
-    lock.pop = interrupted
-    caught: list[BaseException] = []
-
-    def waiter() -> None:
-        try:
-            lock.wait()
-        except KeyboardInterrupt as exc:
-            caught.append(exc)
-
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not lock.waiters:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    lock.give_back()
-    thread.join(5)
-    assert len(caught) == 1
-    assert not lock.waiters
-    interrupted.take()  # the token is back, exactly once
-    with pytest.raises(IndexError):
-        interrupted.take()

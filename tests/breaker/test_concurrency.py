@@ -15,6 +15,7 @@ from dsprims import (
     CircuitOpenError,
     ManualClock,
 )
+from tests.interrupts import InterruptedTake
 
 REPETITIONS = 200
 THREADS = 16
@@ -228,19 +229,11 @@ def test_an_interrupt_as_a_success_takes_the_lock_leaves_it_free(window_type: st
     with contextlib.suppress(ZeroDivisionError):
         b.call(lambda: 1 / 0)  # a failure in the window: successes take the lock
     engine = b._engine
-    take = engine._take
-    armed = [True]
-
-    def interrupted_take() -> None:
-        take()
-        if armed.pop():
-            raise KeyboardInterrupt
-
-    engine._take = interrupted_take
+    interrupted = InterruptedTake(engine._take)
+    engine._take = interrupted
     with pytest.raises(KeyboardInterrupt):
         b.call(lambda: 1)
-    assert not armed  # the interrupt came from the success's take()
-    armed.append(False)
+    assert not interrupted.armed  # the interrupt came from the success's take()
     assert b.call(lambda: 2) == 2  # the lock is free: this success is recorded
     with contextlib.suppress(ZeroDivisionError):
         b.call(lambda: 1 / 0)

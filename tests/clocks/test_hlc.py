@@ -569,27 +569,3 @@ def test_threads_preempted_inside_the_lock_wait_and_still_get_unique_timestamps(
     assert logicals == list(range(logicals[0], logicals[0] + 8 * per_thread))
     assert clock.stats().last == max(everything)
     assert next(waits) > 0
-
-
-def test_mutex_excludes_a_read_modify_write_under_contention() -> None:
-    mutex = _Mutex()
-    shared = {"count": 0}
-    per_thread = 400
-
-    def work() -> None:
-        for _ in range(per_thread):
-            with mutex:
-                seen = shared["count"]
-                time.sleep(0)  # another thread runs while the token is out
-                shared["count"] = seen + 1
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert shared["count"] == 8 * per_thread
-    assert not mutex.waiters  # every waiter deregistered
-    mutex.pop()  # the token is back, exactly once
-    with pytest.raises(IndexError):
-        mutex.pop()

@@ -33,6 +33,7 @@ from dsprims.ratelimit.core import TokenBucketParams, gcra_decide, gcra_reserve
 from dsprims.ratelimit.decision import decision_from_verdict
 from dsprims.ratelimit.limiters import _FLOAT_T, _FLOAT_TAT, _MARGIN, _ROUNDER, _now_us
 from dsprims.testing.strategies import hostile_keys
+from tests.interrupts import InterruptedTake
 from tests.ratelimit.helpers import CoreRunner
 
 Limiter = TokenBucket | SlidingWindowCounter | SlidingWindowLog
@@ -759,24 +760,15 @@ def test_an_interrupt_as_the_fast_path_takes_the_lock_leaves_it_free(algo: str) 
     # CPython raises KeyboardInterrupt at its next check for pending calls, which follows the
     # token's take(): raised there, with the token taken. The limiter keeps working after it.
     backend = MemoryBackend()
-    lock = backend.lock
-    take = lock.take
-    armed = [False]
-
-    def interrupted_take() -> None:
-        take()
-        if armed[0]:
-            armed[0] = False
-            raise KeyboardInterrupt
-
-    lock.take = interrupted_take  # before the hot path binds it
+    interrupted = InterruptedTake(backend.lock.take, armed=False)
+    backend.lock.take = interrupted  # before the hot path binds it
     clock = ManualClock(start=5.0)
     limiter = _slow_refill(algo, 3, backend=backend, clock=clock)
     assert limiter.try_acquire("k").remaining == 2  # remembered: the next call is the fast path
-    armed[0] = True
+    interrupted.armed = True
     with pytest.raises(KeyboardInterrupt):
         limiter.try_acquire("k")
-    assert not armed[0]  # the interrupt came from the hot path's take()
+    assert not interrupted.armed  # the interrupt came from the hot path's take()
     assert limiter.try_acquire("k").remaining == 1  # the interrupted call consumed nothing
     with backend.lock:  # and the lock is free
         pass
