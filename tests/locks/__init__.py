@@ -1,5 +1,6 @@
 """Tests of dsprims.locks."""
 
+import asyncio
 from typing import Any
 
 from dsprims import StaleTokenError
@@ -28,3 +29,16 @@ def write_outcome(store: Any, key: str, value: str | bytes, token: int) -> str:
     except StaleTokenError:
         return "stale"
     return "ok"
+
+
+async def hand_over(lock: Any, *, wait: float = 5.0) -> None:
+    """A holder and a queued waiter on an asyncio ``lock``: releasing hands the lock to the
+    waiter, whose token is larger; both leases end released."""
+    holder = await lock.acquire()
+    waiter = asyncio.ensure_future(lock.acquire(timeout=wait))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await holder.release()
+    lease = await waiter
+    assert lease.token > holder.token
+    await lease.release()

@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 from dsprims import async_backend_from_url
 from dsprims.locks import AsyncRedisLock, _direct
 from dsprims.locks._direct import AsyncDirect, parse_reply
-from tests.locks import leftover_keys
+from tests.locks import hand_over, leftover_keys
 
 REPLY = b"*2\r\n:250\r\n$16\r\n0123456789abcdef\r\n"
 PARSED = [250, b"0123456789abcdef"]
@@ -448,13 +448,7 @@ async def test_replies_read_directly_or_by_redis_py_agree(
             for disconnected in (False, True):
                 for conn in _direct.stack_of(client.connection_pool) if disconnected else ():
                     await conn.disconnect()  # the next calls reconnect through redis-py
-                holder = await lock.acquire()
-                waiter = asyncio.ensure_future(lock.acquire(timeout=5))
-                await asyncio.sleep(0.05)
-                await holder.release()
-                lease = await waiter
-                assert lease.token > holder.token
-                await lease.release()
+                await hand_over(lock)
             await lock.settle()
         finally:
             await client.aclose()

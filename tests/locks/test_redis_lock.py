@@ -19,7 +19,7 @@ from dsprims import (
 from dsprims.locks import AsyncRedisLock, Lease, MemoryLock, RedisLock
 from dsprims.locks._lock import LockBase
 from dsprims.locks.core import waiter_ttl_us
-from tests.locks import IDLE_FIELDS
+from tests.locks import IDLE_FIELDS, hand_over
 
 pytestmark = pytest.mark.redis
 
@@ -358,15 +358,7 @@ async def test_async_lock_on_a_cluster(redis_cluster: Any, key_prefix: str) -> N
     backend = async_backend_from_url(redis_cluster.url)
     try:
         lock = AsyncRedisLock("ac{x}", backend=backend, prefix=key_prefix)
-        holder = await lock.acquire()
-        import asyncio
-
-        waiter = asyncio.ensure_future(lock.acquire(timeout=10))
-        await asyncio.sleep(0.05)
-        await holder.release()
-        lease = await waiter
-        assert lease.token > holder.token
-        await lease.release()
+        await hand_over(lock, wait=10)
     finally:
         await backend.aclose()
 
